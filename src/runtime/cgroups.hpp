@@ -1,0 +1,59 @@
+// Cgroups v1 (incl. hybrid hosts) and pure v2, chosen at run time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/spec.hpp"
+
+namespace berth::runtime {
+
+// Where the hierarchies are mounted. Detected from /proc/self/mountinfo, or
+// built by hand in tests (a temp dir standing in for /sys/fs/cgroup).
+struct CgroupLayout {
+  bool unified = false;                              // pure v2: one hierarchy for everything
+  std::string unified_mount;                         // v2 mount point (pure v2, or the hybrid one)
+  std::map<std::string, std::string> v1_mounts;      // controller → mount point (cpu, memory, …)
+
+  static CgroupLayout detect();
+  static CgroupLayout parse_mountinfo(const std::string& mountinfo);
+};
+
+// One container's cgroup. The path is the OCI cgroupsPath: absolute paths are
+// relative to each hierarchy's root; relative ones are placed under /berth.
+class Cgroup {
+ public:
+  Cgroup(CgroupLayout layout, std::string path);
+
+  // mkdir in every hierarchy (v2: enables needed controllers in the parents).
+  void create();
+  // Writes the resource limits; throws Error naming the file and value.
+  void apply(const Resources& resources);
+  void add_process(pid_t pid);
+  // Pids of every process in the cgroup.
+  std::vector<pid_t> pids() const;
+  void freeze();
+  void thaw();
+  bool frozen() const;
+  // Removes the directories (processes must be gone); missing ones are fine.
+  void destroy();
+  // Directories that exist for this cgroup (for tests and diagnostics).
+  std::vector<std::string> directories() const;
+
+  const std::string& path() const { return path_; }
+  const CgroupLayout& layout() const { return layout_; }
+
+  // Normalises an OCI cgroupsPath (default: /berth/<id>); rejects ".." components.
+  static std::string resolve_path(const std::string& cgroups_path, const std::string& container_id);
+
+ private:
+  CgroupLayout layout_;
+  std::string path_;
+};
+
+}  // namespace berth::runtime

@@ -1,0 +1,1198 @@
+// Container lifecycle, runc's process model:
+//   runtime (create) ──fork──► stage1: joins/unshares namespaces ──fork──► init (pid 1)
+// stage1 exits at once, so init is re-parented to the caller's subreaper
+// (containerd's shim, or `run` itself). init prepares the rootfs, drops
+// privileges and blocks on exec.fifo until `start` opens it, then execs.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <map>
+
+#include "runtime/caps.hpp"
+#include "runtime/cgroups.hpp"
+#include "runtime/console.hpp"
+#include "runtime/hooks.hpp"
+#include "runtime/mounts.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/seccomp.hpp"
+#include "runtime/state.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/log.hpp"
+
+extern char** environ;
+
+namespace berth::runtime {
+namespace {
+
+// ---------------------------------------------------------------- sync channel
+
+// Messages between the runtime and its children: one SOCK_SEQPACKET datagram each.
+class Channel {
+ public:
+  Channel() = default;
+  explicit Channel(UniqueFd fd) : fd_(std::move(fd)) {}
+  int fd() const { return fd_.get(); }
+  void close() { fd_.reset(); }
+
+  void send(const std::string& msg) const {
+    while (::send(fd_.get(), msg.data(), msg.size(), MSG_NOSIGNAL) < 0) {
+      if (errno != EINTR) throw_errno("sync with container process");
+    }
+  }
+  // Empty string on EOF.
+  std::string recv() const {
+    std::string buf(65536, '\0');
+    ssize_t n;
+    while ((n = ::recv(fd_.get(), buf.data(), buf.size(), 0)) < 0) {
+      if (errno != EINTR) throw_errno("sync with container process");
+    }
+    buf.resize(static_cast<size_t>(n));
+    return buf;
+  }
+  // Sends an error from a child and exits; never returns.
+  [[noreturn]] void fail(const std::string& message) const {
+    std::string msg = "error " + message;
+    (void)!::send(fd_.get(), msg.data(), msg.size(), MSG_NOSIGNAL);
+    _exit(1);
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+std::pair<Channel, Channel> make_channel() {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair");
+  return {Channel(UniqueFd(sv[0])), Channel(UniqueFd(sv[1]))};
+}
+
+// Reads the reply a parent waits for; an "error …" message becomes an Error.
+std::string expect(const Channel& ch, const std::string& what) {
+  std::string msg = ch.recv();
+  if (msg.empty()) throw Error("container process exited before " + what);
+  if (msg.rfind("error ", 0) == 0) throw Error(msg.substr(6));
+  return msg;
+}
+
+// ---------------------------------------------------------------- helpers
+
+const std::map<std::string, int>& namespace_flags() {
+  static const std::map<std::string, int> flags = {
+      {"mount", CLONE_NEWNS},   {"network", CLONE_NEWNET}, {"ipc", CLONE_NEWIPC},    {"uts", CLONE_NEWUTS},
+      {"pid", CLONE_NEWPID},    {"user", CLONE_NEWUSER},   {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
+  };
+  return flags;
+}
+
+std::string absolute_path(const std::string& path) {
+  char buf[PATH_MAX];
+  if (!::realpath(path.c_str(), buf)) throw_errno("resolve path " + path);
+  return buf;
+}
+
+void write_pid_file(const std::string& path, pid_t pid) {
+  if (path.empty()) return;
+  std::string abs = path;
+  if (abs[0] != '/') {
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof cwd)) abs = path_join(cwd, path);
+  }
+  // containerd reads it as soon as it appears: write whole, then rename.
+  write_file_atomic(abs, std::to_string(pid), 0644);
+}
+
+int rlimit_resource(const std::string& name) {
+  static const std::map<std::string, int> table = {
+      {"RLIMIT_AS", RLIMIT_AS},           {"RLIMIT_CORE", RLIMIT_CORE},         {"RLIMIT_CPU", RLIMIT_CPU},
+      {"RLIMIT_DATA", RLIMIT_DATA},       {"RLIMIT_FSIZE", RLIMIT_FSIZE},       {"RLIMIT_LOCKS", RLIMIT_LOCKS},
+      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK}, {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE}, {"RLIMIT_NICE", RLIMIT_NICE},
+      {"RLIMIT_NOFILE", RLIMIT_NOFILE},   {"RLIMIT_NPROC", RLIMIT_NPROC},       {"RLIMIT_RSS", RLIMIT_RSS},
+      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},   {"RLIMIT_RTTIME", RLIMIT_RTTIME},     {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+      {"RLIMIT_STACK", RLIMIT_STACK},
+  };
+  auto it = table.find(name);
+  return it == table.end() ? -1 : it->second;
+}
+
+std::string env_value(const std::vector<std::string>& env, const std::string& key) {
+  for (const auto& e : env)
+    if (e.size() > key.size() && e.compare(0, key.size(), key) == 0 && e[key.size()] == '=')
+      return e.substr(key.size() + 1);
+  return "";
+}
+
+// Finds the executable the way Go's exec.LookPath does (runc reports the same errors).
+std::string look_path(const std::string& file, const std::vector<std::string>& env) {
+  auto executable = [](const std::string& p) {
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+  };
+  if (file.find('/') != std::string::npos) {
+    if (executable(file)) return file;
+    throw Error("exec: \"" + file + "\": " + std::strerror(errno == 0 ? EACCES : errno));
+  }
+  std::string path = env_value(env, "PATH");
+  if (path.empty()) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    std::string dir = path.substr(start, end - start);
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + file;
+    if (executable(candidate)) return candidate;
+    start = end + 1;
+  }
+  throw Error("exec: \"" + file + "\": executable file not found in $PATH");
+}
+
+bool lsm_enabled(const char* name) {
+  auto lsms = read_file_if_exists("/sys/kernel/security/lsm");
+  return lsms && lsms->find(name) != std::string::npos;
+}
+
+// Everything about the process that runs in the container, shared by create and exec.
+struct ProcessPlan {
+  Process process;
+  const SeccompProgram* seccomp = nullptr;
+  std::string seccomp_listener;
+  int console_fd = -1;  // connected console socket, or -1
+  bool mount_dev_console = false;
+  int preserve_fds = 0;
+  bool set_session = true;
+};
+
+void apply_rlimits(const Process& p) {
+  for (const auto& r : p.rlimits) {
+    int res = rlimit_resource(r.type);
+    if (res < 0) throw Error("unknown rlimit type " + r.type);
+    struct rlimit lim = {static_cast<rlim_t>(r.soft), static_cast<rlim_t>(r.hard)};
+    if (::setrlimit(res, &lim) != 0)
+      throw_errno("setrlimit " + r.type + " soft " + std::to_string(r.soft) + " hard " + std::to_string(r.hard));
+  }
+}
+
+void apply_lsm(const Process& p) {
+  if (!p.apparmor_profile.empty()) {
+    if (lsm_enabled("apparmor")) {
+      std::string path = path_exists("/proc/self/attr/apparmor/exec") ? "/proc/self/attr/apparmor/exec"
+                                                                       : "/proc/self/attr/exec";
+      write_file(path, "exec " + p.apparmor_profile, O_WRONLY);
+    } else {
+      log::warn("apparmor is not enabled on this host; ignoring apparmorProfile " + p.apparmor_profile);
+    }
+  }
+  if (!p.selinux_label.empty()) {
+    if (lsm_enabled("selinux")) {
+      write_file("/proc/self/attr/exec", p.selinux_label, O_WRONLY);
+    } else {
+      log::warn("selinux is not enabled on this host; ignoring selinuxLabel " + p.selinux_label);
+    }
+  }
+}
+
+void load_seccomp(const ProcessPlan& plan, const std::string& state_json) {
+  if (!plan.seccomp) return;
+  int notify_fd = const_cast<SeccompProgram*>(plan.seccomp)->load();
+  if (notify_fd >= 0) {
+    send_seccomp_listener(plan.seccomp_listener, notify_fd, state_json, "");
+    ::close(notify_fd);
+  }
+}
+
+// The common tail of init and exec, up to (not including) the wait for `start`.
+// Returns the resolved executable path.
+std::string prepare_process(const ProcessPlan& plan, const std::string& state_json) {
+  const Process& p = plan.process;
+  if (p.args.empty()) throw Error("process args must not be empty");
+  if (plan.console_fd >= 0) {
+    setup_console(plan.console_fd, p.console_size, plan.mount_dev_console);
+    ::close(plan.console_fd);
+  }
+  apply_rlimits(p);
+  if (p.oom_score_adj) write_file("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj), O_WRONLY);
+  apply_lsm(p);
+  std::string exe = look_path(p.args[0], p.env);
+
+  std::optional<CapabilityMasks> caps;
+  if (p.capabilities) {
+    std::vector<std::string> unknown;
+    caps = capability_masks(*p.capabilities, &unknown);
+    for (const auto& u : unknown) log::warn("ignoring unknown or unavailable capability " + u);
+  }
+  // Without no_new_privs the filter needs CAP_SYS_ADMIN to load: do it while we still have it.
+  if (!p.no_new_privileges) load_seccomp(plan, state_json);
+  if (caps) {
+    drop_bounding(*caps);
+    if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) throw_errno("prctl keepcaps");
+  }
+  std::vector<gid_t> groups(p.user.additional_gids.begin(), p.user.additional_gids.end());
+  if (::setgroups(groups.size(), groups.data()) != 0 && errno != EPERM) throw_errno("setgroups");
+  if (::setresgid(p.user.gid, p.user.gid, p.user.gid) != 0) throw_errno("setgid " + std::to_string(p.user.gid));
+  if (::setresuid(p.user.uid, p.user.uid, p.user.uid) != 0) throw_errno("setuid " + std::to_string(p.user.uid));
+  if (caps) {
+    if (::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) throw_errno("prctl keepcaps");
+    apply_capabilities(*caps);
+  }
+  if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("prctl no_new_privs");
+  ::umask(p.user.umask ? static_cast<mode_t>(*p.user.umask) : 022);
+  if (::chdir(p.cwd.c_str()) != 0) throw_errno("chdir to cwd " + p.cwd);
+  // No descriptor of the runtime survives into the container (CVE-2024-21626):
+  // every fd past stdio and the preserved ones is close-on-exec.
+  unsigned first = 3 + static_cast<unsigned>(plan.preserve_fds);
+  if (::syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) != 0) throw_errno("close_range");
+  for (int fd = 3; fd < static_cast<int>(first); ++fd) {
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+  }
+  return exe;
+}
+
+[[noreturn]] void exec_process(const ProcessPlan& plan, const std::string& exe, const std::string& state_json) {
+  const Process& p = plan.process;
+  if (p.no_new_privileges) load_seccomp(plan, state_json);
+  std::vector<char*> argv, envp;
+  for (auto& a : p.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (auto& e : p.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  ::execve(exe.c_str(), argv.data(), envp.data());
+  throw_errno("exec " + p.args[0]);
+}
+
+// ---------------------------------------------------------------- create
+
+struct CreateContext {
+  const Spec* spec = nullptr;
+  std::string id;
+  std::string bundle;
+  std::string rootfs;
+  std::string cgroup_path;
+  bool no_pivot = false;
+  ProcessPlan plan;
+  int fifo_fd = -1;  // O_PATH to exec.fifo
+};
+
+std::string creating_state_json(const CreateContext& c, pid_t pid, const char* status) {
+  ContainerState s;
+  s.id = c.id;
+  s.bundle = c.bundle;
+  s.rootfs = c.rootfs;
+  s.pid = pid;
+  s.config = c.spec->raw;
+  nlohmann::json j = oci_state_json(s, Status::Created);
+  j["status"] = status;
+  j["pid"] = pid;
+  return j.dump();
+}
+
+[[noreturn]] void init_main(const CreateContext& c, const Channel& ch) {
+  try {
+    const Spec& spec = *c.spec;
+    if (::setsid() < 0) throw_errno("setsid");
+    const Namespace* user_ns = find_namespace(spec, "user");
+    const Namespace* mnt_ns = find_namespace(spec, "mount");
+    const Namespace* cg_ns = find_namespace(spec, "cgroup");
+    if (mnt_ns) {
+      RootfsContext rc;
+      rc.spec = &spec;
+      rc.rootfs = c.rootfs;
+      rc.new_userns = user_ns != nullptr;
+      rc.new_cgroupns = cg_ns && cg_ns->path.empty();
+      rc.cgroup_path = c.cgroup_path;
+      prepare_rootfs(rc);
+    }
+    ch.send("hooks");
+    std::string state_json = expect(ch, "hooks");
+    run_hooks(spec.hooks.create_container, state_json, "createContainer");
+    if (mnt_ns) {
+      enter_rootfs(c.rootfs, c.no_pivot);
+      finalize_rootfs(spec);
+    } else {
+      if (::chroot(c.rootfs.c_str()) != 0) throw_errno("chroot " + c.rootfs);
+      if (::chdir("/") != 0) throw_errno("chdir /");
+    }
+    if (spec.linux_)
+      for (const auto& [key, value] : spec.linux_->sysctl) {
+        std::string path = "/proc/sys/" + key;
+        std::replace(path.begin() + 10, path.end(), '.', '/');
+        write_file(path, value, O_WRONLY);
+      }
+    if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0)
+      throw_errno("sethostname " + spec.hostname);
+    if (!spec.domainname.empty() && ::setdomainname(spec.domainname.data(), spec.domainname.size()) != 0)
+      throw_errno("setdomainname " + spec.domainname);
+    std::string exe = prepare_process(c.plan, state_json);
+    std::string fifo = fd_path(c.fifo_fd);
+    ch.send("ready");
+    // Block until `start` opens the other end.
+    int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) _exit(1);
+    if (::write(fd, "0", 1) != 1) _exit(1);
+    ::close(fd);
+    run_hooks(spec.hooks.start_container, state_json, "startContainer");
+    exec_process(c.plan, exe, state_json);
+  } catch (const std::exception& e) {
+    ch.fail(e.what());
+  }
+}
+
+void write_time_offsets(const Linux& l) {
+  std::string text;
+  for (const char* clock : {"monotonic", "boottime"}) {
+    auto s = l.time_offsets_secs.find(clock);
+    auto n = l.time_offsets_nanosecs.find(clock);
+    if (s == l.time_offsets_secs.end() && n == l.time_offsets_nanosecs.end()) continue;
+    text += std::string(clock) + " " + std::to_string(s == l.time_offsets_secs.end() ? 0 : s->second) + " " +
+            std::to_string(n == l.time_offsets_nanosecs.end() ? 0 : n->second) + "\n";
+  }
+  if (!text.empty()) write_file("/proc/self/timens_offsets", text, O_WRONLY);
+}
+
+// stage1: namespaces. Sends "pid <init>" and exits.
+[[noreturn]] void stage1_main(const CreateContext& c, const Channel& ch) {
+  try {
+    const Spec& spec = *c.spec;
+    expect(ch, "cgroup setup");
+    std::vector<Namespace> order;
+    if (spec.linux_) order = spec.linux_->namespaces;
+    // The user namespace first: the others are then owned by it.
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Namespace& a, const Namespace& b) { return a.type == "user" && b.type != "user"; });
+    int unshare_flags = 0;
+    for (const auto& ns : order) {
+      int flag = namespace_flags().at(ns.type);
+      if (!ns.path.empty()) {
+        UniqueFd fd = open_or_throw(ns.path, O_RDONLY);
+        if (::setns(fd.get(), flag) != 0) throw_errno("join " + ns.type + " namespace " + ns.path);
+        continue;
+      }
+      if (ns.type == "user") {
+        if (::unshare(CLONE_NEWUSER) != 0) throw_errno("unshare user namespace");
+        ch.send("userns");
+        expect(ch, "id mappings");
+        if (::setresgid(0, 0, 0) != 0) throw_errno("setgid 0 in user namespace");
+        if (::setresuid(0, 0, 0) != 0) throw_errno("setuid 0 in user namespace");
+        continue;
+      }
+      unshare_flags |= flag;
+    }
+    if (unshare_flags && ::unshare(unshare_flags) != 0) throw_errno("unshare namespaces");
+    if ((unshare_flags & CLONE_NEWTIME) && spec.linux_) write_time_offsets(*spec.linux_);
+    pid_t pid = ::fork();
+    if (pid < 0) throw_errno("fork container init");
+    if (pid == 0) init_main(c, ch);
+    ch.send("pid " + std::to_string(pid));
+    _exit(0);
+  } catch (const std::exception& e) {
+    ch.fail(e.what());
+  }
+}
+
+void write_id_mappings(pid_t pid, const Linux& l) {
+  auto format = [](const std::vector<IdMapping>& maps) {
+    std::string out;
+    for (const auto& m : maps)
+      out += std::to_string(m.container_id) + " " + std::to_string(m.host_id) + " " + std::to_string(m.size) + "\n";
+    return out;
+  };
+  std::string base = "/proc/" + std::to_string(pid) + "/";
+  if (!l.uid_mappings.empty()) write_file(base + "uid_map", format(l.uid_mappings), O_WRONLY);
+  if (!l.gid_mappings.empty()) write_file(base + "gid_map", format(l.gid_mappings), O_WRONLY);
+}
+
+void wait_child(pid_t pid) {
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+bool wait_exit(pid_t pid, int timeout_ms) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;
+  UniqueFd owner(pidfd);
+  struct pollfd pfd = {pidfd, POLLIN, 0};
+  int n;
+  while ((n = ::poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
+  return n > 0;
+}
+
+// The devices every container gets, after the spec's own rules (as runc appends them).
+Resources with_default_devices(Resources r) {
+  auto allow = [&](const char* type, std::optional<int64_t> major, std::optional<int64_t> minor, const char* access) {
+    DeviceRule rule;
+    rule.allow = true;
+    rule.type = type;
+    rule.major = major;
+    rule.minor = minor;
+    rule.access = access;
+    r.devices.push_back(rule);
+  };
+  if (r.devices.empty()) return r;
+  allow("c", std::nullopt, std::nullopt, "m");
+  allow("b", std::nullopt, std::nullopt, "m");
+  allow("c", 1, 3, "rwm");    // null
+  allow("c", 1, 5, "rwm");    // zero
+  allow("c", 1, 7, "rwm");    // full
+  allow("c", 1, 8, "rwm");    // random
+  allow("c", 1, 9, "rwm");    // urandom
+  allow("c", 5, 0, "rwm");    // tty
+  allow("c", 5, 1, "rwm");    // console
+  allow("c", 5, 2, "rwm");    // ptmx
+  allow("c", 136, std::nullopt, "rwm");  // pts
+  return r;
+}
+
+Spec load_bundle_spec(const std::string& bundle) {
+  std::string path = path_join(bundle, "config.json");
+  auto text = read_file_if_exists(path);
+  if (!text) throw Error("JSON specification file " + path + " not found");
+  return parse_spec(*text);
+}
+
+struct Created {
+  ContainerState state;
+  Spec spec;
+};
+
+// Undoes a half-made container: kills what was started, removes cgroup and state.
+class CreateRollback {
+ public:
+  CreateRollback(StateStore& store, std::string id) : store_(store), id_(std::move(id)) {}
+  ~CreateRollback() {
+    if (committed_) return;
+    if (init_pid_ > 0) {
+      ::kill(init_pid_, SIGKILL);
+      wait_exit(init_pid_, 2000);
+    }
+    if (stage1_pid_ > 0) {
+      ::kill(stage1_pid_, SIGKILL);
+      wait_child(stage1_pid_);
+    }
+    if (cgroup_) {
+      try {
+        cgroup_->destroy();
+      } catch (...) {
+      }
+    }
+    try {
+      store_.remove(id_);
+    } catch (...) {
+    }
+  }
+  void set_stage1(pid_t p) { stage1_pid_ = p; }
+  void stage1_reaped() { stage1_pid_ = -1; }
+  void set_init(pid_t p) { init_pid_ = p; }
+  void set_cgroup(Cgroup* cg) { cgroup_ = cg; }
+  void commit() { committed_ = true; }
+
+ private:
+  StateStore& store_;
+  std::string id_;
+  pid_t stage1_pid_ = -1, init_pid_ = -1;
+  Cgroup* cgroup_ = nullptr;
+  bool committed_ = false;
+};
+
+Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_console_fd) {
+  validate_container_id(o.id);
+  std::string bundle = absolute_path(o.bundle);
+  Spec spec = load_bundle_spec(bundle);
+  if (!spec.process) throw Error("config.json: process must be set to create a container");
+  if (spec.root_path.empty()) throw Error("config.json: root.path must be set");
+  if (!spec.linux_) spec.linux_ = Linux{};
+  std::string rootfs = spec.root_path[0] == '/' ? spec.root_path : path_join(bundle, spec.root_path);
+  struct stat st;
+  if (::stat(rootfs.c_str(), &st) != 0) throw_errno("rootfs " + rootfs);
+  if (!S_ISDIR(st.st_mode)) throw Error("rootfs " + rootfs + " is not a directory");
+  rootfs = absolute_path(rootfs);
+  for (const auto& m : spec.mounts)
+    if (m.destination.empty()) throw Error("config.json: mount destination must not be empty");
+  if (find_namespace(spec, "user") && find_namespace(spec, "user")->path.empty() &&
+      spec.linux_->uid_mappings.empty())
+    throw Error("config.json: a new user namespace needs linux.uidMappings");
+  if (spec.process->terminal && o.console_socket.empty() && internal_console_fd < 0)
+    throw Error("cannot allocate tty if berth will detach without setting console socket");
+
+  std::unique_ptr<SeccompProgram> seccomp;
+  if (spec.linux_->seccomp) seccomp = compile_seccomp(*spec.linux_->seccomp);
+  std::string cgroup_path = Cgroup::resolve_path(spec.linux_->cgroups_path, o.id);
+
+  StateStore store(g.root);
+  store.create_dir(o.id);
+  CreateRollback rollback(store, o.id);
+  UniqueFd lock = store.lock(o.id);
+
+  std::string fifo = store.fifo_path(o.id);
+  if (::mkfifo(fifo.c_str(), 0622) != 0) throw_errno("mkfifo " + fifo);
+  UniqueFd fifo_fd = open_or_throw(fifo, O_PATH);
+
+  UniqueFd console;
+  if (spec.process->terminal) {
+    if (internal_console_fd >= 0)
+      console.reset(::fcntl(internal_console_fd, F_DUPFD_CLOEXEC, 3));
+    else
+      console = connect_unix_socket(o.console_socket);
+  }
+
+  CreateContext c;
+  c.spec = &spec;
+  c.id = o.id;
+  c.bundle = bundle;
+  c.rootfs = rootfs;
+  c.cgroup_path = cgroup_path;
+  c.no_pivot = o.no_pivot;
+  c.plan.process = *spec.process;
+  c.plan.seccomp = seccomp.get();
+  if (spec.linux_->seccomp) c.plan.seccomp_listener = spec.linux_->seccomp->listener_path;
+  c.plan.console_fd = console.get();
+  c.plan.mount_dev_console = true;
+  c.plan.preserve_fds = o.preserve_fds;
+  c.fifo_fd = fifo_fd.get();
+
+  auto [parent_ch, child_ch] = make_channel();
+  Cgroup cgroup(CgroupLayout::detect(), cgroup_path);
+  pid_t stage1 = ::fork();
+  if (stage1 < 0) throw_errno("fork");
+  if (stage1 == 0) {
+    parent_ch.close();
+    stage1_main(c, child_ch);
+  }
+  rollback.set_stage1(stage1);
+  child_ch.close();
+  console.reset();
+
+  cgroup.create();
+  rollback.set_cgroup(&cgroup);
+  if (spec.linux_->resources) cgroup.apply(with_default_devices(*spec.linux_->resources));
+  cgroup.add_process(stage1);
+  parent_ch.send("go");
+
+  pid_t init_pid = 0;
+  for (;;) {
+    std::string msg = expect(parent_ch, "the container was ready");
+    if (msg == "userns") {
+      write_id_mappings(stage1, *spec.linux_);
+      parent_ch.send("ok");
+    } else if (msg.rfind("pid ", 0) == 0) {
+      init_pid = std::stoi(msg.substr(4));
+      rollback.set_init(init_pid);
+      wait_child(stage1);
+      rollback.stage1_reaped();
+    } else if (msg == "hooks") {
+      std::string state_json = creating_state_json(c, init_pid, "creating");
+      try {
+        run_hooks(spec.hooks.prestart, state_json, "prestart");
+        run_hooks(spec.hooks.create_runtime, state_json, "createRuntime");
+      } catch (const Error& e) {
+        parent_ch.send("error " + std::string(e.what()));
+        throw;
+      }
+      parent_ch.send(state_json);
+    } else if (msg == "ready") {
+      break;
+    } else {
+      throw Error("unexpected message from container init: " + msg);
+    }
+  }
+
+  ContainerState state;
+  state.id = o.id;
+  state.bundle = bundle;
+  state.rootfs = rootfs;
+  state.pid = init_pid;
+  state.pid_start_time = process_start_time(init_pid);
+  state.created = rfc3339_now();
+  struct passwd* pw = ::getpwuid(::geteuid());
+  state.owner = pw ? pw->pw_name : std::to_string(::geteuid());
+  state.cgroup_path = cgroup_path;
+  state.config = spec.raw;
+  store.save(state);
+  write_pid_file(o.pid_file, init_pid);
+  rollback.commit();
+  return {state, std::move(spec)};
+}
+
+// Opens exec.fifo's read end and waits for init's byte: init then execs.
+void signal_start(const StateStore& store, const ContainerState& state) {
+  std::string fifo = store.fifo_path(state.id);
+  UniqueFd fd(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) throw_errno("open " + fifo);
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, state.pid, 0));
+  UniqueFd pidfd_owner(pidfd);
+  for (;;) {
+    struct pollfd fds[2] = {{fd.get(), POLLIN, 0}, {pidfd, POLLIN, 0}};
+    int n = ::poll(fds, pidfd >= 0 ? 2 : 1, 100);
+    if (n < 0 && errno != EINTR) throw_errno("wait for container " + state.id + " to start");
+    char byte;
+    ssize_t r = ::read(fd.get(), &byte, 1);
+    if (r == 1) break;
+    if (pidfd >= 0 && (fds[1].revents & POLLIN)) throw Error("container init of " + state.id + " exited before start");
+    if (!process_alive(state.pid, state.pid_start_time))
+      throw Error("container init of " + state.id + " exited before start");
+  }
+  ::unlink(fifo.c_str());
+}
+
+void run_poststart(const ContainerState& state) {
+  Spec spec = parse_spec(state.config);
+  if (spec.hooks.poststart.empty()) return;
+  std::string json = oci_state_json(state, Status::Running).dump();
+  try {
+    run_hooks(spec.hooks.poststart, json, "poststart");
+  } catch (const Error& e) {
+    log::warn(e.what());
+    fprintf(stderr, "berth: warning: %s\n", e.what());
+  }
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 255;
+}
+
+// Forwards terminal-ish signals to the container while `run`/`exec` waits.
+volatile sig_atomic_t g_forward_pid = 0;
+void forward_signal(int sig) {
+  if (g_forward_pid > 0) ::kill(g_forward_pid, sig);
+}
+void install_forwarding(pid_t pid) {
+  g_forward_pid = pid;
+  struct sigaction sa = {};
+  sa.sa_handler = forward_signal;
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH}) ::sigaction(sig, &sa, nullptr);
+}
+
+// Relays our stdio to a pty master until it closes (run -t / exec -t without a console socket).
+void relay_terminal(int master) {
+  struct termios saved;
+  bool raw = ::isatty(0) && ::tcgetattr(0, &saved) == 0;
+  if (raw) {
+    struct termios t = saved;
+    ::cfmakeraw(&t);
+    ::tcsetattr(0, TCSANOW, &t);
+  }
+  bool in_open = true;
+  char buf[8192];
+  for (;;) {
+    struct pollfd fds[2] = {{master, POLLIN, 0}, {in_open ? 0 : -1, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[0].revents) {
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) break;
+      if (::write(1, buf, static_cast<size_t>(n)) < 0) break;
+    }
+    if (fds[1].revents) {
+      ssize_t n = ::read(0, buf, sizeof buf);
+      if (n <= 0)
+        in_open = false;
+      else if (::write(master, buf, static_cast<size_t>(n)) < 0)
+        break;
+    }
+  }
+  if (raw) ::tcsetattr(0, TCSANOW, &saved);
+}
+
+struct InternalConsole {
+  UniqueFd ours, theirs;
+  static InternalConsole make() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair");
+    return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+  }
+};
+
+int wait_for_exit_with_terminal(pid_t pid, int console_sock) {
+  UniqueFd master;
+  if (console_sock >= 0) {
+    master = recv_fd(console_sock);
+    relay_terminal(master.get());
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return 255;
+  }
+  return exit_code_of(status);
+}
+
+void cleanup_stopped(const StateStore& store, const ContainerState& state) {
+  if (!state.cgroup_path.empty()) {
+    Cgroup cg(CgroupLayout::detect(), state.cgroup_path);
+    try {
+      cg.thaw();
+    } catch (...) {
+    }
+    cg.destroy();
+  }
+  if (state.config.is_object()) {
+    try {
+      Spec spec = parse_spec(state.config);
+      if (!spec.hooks.poststop.empty())
+        run_hooks(spec.hooks.poststop, oci_state_json(state, Status::Stopped).dump(), "poststop");
+    } catch (const Error& e) {
+      log::warn(e.what());
+      fprintf(stderr, "berth: warning: %s\n", e.what());
+    }
+  }
+  store.remove(state.id);
+}
+
+void kill_all(const ContainerState& state, int sig) {
+  if (state.cgroup_path.empty()) return;
+  Cgroup cg(CgroupLayout::detect(), state.cgroup_path);
+  for (pid_t p : cg.pids()) ::kill(p, sig);
+  if (sig == SIGKILL) {
+    try {
+      cg.thaw();  // frozen tasks can't die
+    } catch (...) {
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- public operations
+
+void create_container(const GlobalOptions& g, const CreateOptions& o) { do_create(g, o, -1); }
+
+int run_container(const GlobalOptions& g, const CreateOptions& o, bool detach, bool keep) {
+  // Become the reaper of init (stage1 exits), so we can wait for it.
+  if (!detach && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) throw_errno("prctl subreaper");
+  std::optional<InternalConsole> console;
+  {
+    // Peek at the spec to know whether we must own the terminal ourselves.
+    Spec spec = load_bundle_spec(absolute_path(o.bundle));
+    if (spec.process && spec.process->terminal && o.console_socket.empty() && !detach)
+      console = InternalConsole::make();
+  }
+  Created created = do_create(g, o, console ? console->theirs.get() : -1);
+  if (console) console->theirs.reset();
+  StateStore store(g.root);
+  signal_start(store, created.state);
+  run_poststart(created.state);
+  if (detach) return 0;
+  install_forwarding(created.state.pid);
+  int code = wait_for_exit_with_terminal(created.state.pid, console ? console->ours.get() : -1);
+  if (!keep) {
+    try {
+      kill_all(created.state, SIGKILL);
+      cleanup_stopped(store, created.state);
+    } catch (const Error& e) {
+      fprintf(stderr, "berth: %s\n", e.what());
+    }
+  }
+  return code;
+}
+
+void start_container(const GlobalOptions& g, const std::string& id) {
+  StateStore store(g.root);
+  ContainerState state = store.load(id);
+  UniqueFd lock = store.lock(id);
+  Status st = current_status(store, state);
+  if (st == Status::Stopped) throw Error("cannot start a container that has stopped");
+  if (st != Status::Created) throw Error("cannot start an already running container");
+  signal_start(store, state);
+  run_poststart(state);
+}
+
+nlohmann::json container_state(const GlobalOptions& g, const std::string& id) {
+  StateStore store(g.root);
+  ContainerState state = store.load(id);
+  return oci_state_json(state, current_status(store, state));
+}
+
+void kill_container(const GlobalOptions& g, const std::string& id, int sig, bool all) {
+  StateStore store(g.root);
+  ContainerState state = store.load(id);
+  Status st = current_status(store, state);
+  if (all) {
+    kill_all(state, sig);
+    return;
+  }
+  if (st == Status::Stopped || st == Status::Creating) throw Error("container not running");
+  if (::kill(state.pid, sig) != 0) throw_errno("kill container " + id);
+}
+
+void delete_container(const GlobalOptions& g, const std::string& id, bool force) {
+  StateStore store(g.root);
+  ContainerState state;
+  try {
+    state = store.load(id);
+  } catch (const Error& e) {
+    if (force && e.errnum() == ENOENT) return;
+    throw;
+  }
+  Status st = current_status(store, state);
+  if ((st == Status::Running || st == Status::Paused) && !force)
+    throw Error("cannot delete container " + id + " that is not stopped: " + status_name(st));
+  if (st == Status::Creating && !force) {
+    // A create killed midway leaves only the directory: nothing runs, so remove it.
+    store.remove(id);
+    return;
+  }
+  if (st != Status::Stopped && st != Status::Creating) {
+    kill_all(state, SIGKILL);
+    if (state.pid > 0 && process_alive(state.pid, state.pid_start_time)) ::kill(state.pid, SIGKILL);
+    if (state.pid > 0 && !wait_exit(state.pid, 10000)) throw Error("container " + id + " did not exit after SIGKILL");
+  }
+  cleanup_stopped(store, state);
+}
+
+nlohmann::json list_containers(const GlobalOptions& g) {
+  StateStore store(g.root);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& id : store.list()) {
+    try {
+      ContainerState s = store.load(id);
+      out.push_back(oci_state_json(s, current_status(store, s)));
+    } catch (const Error&) {
+      // A directory that is not a container (or vanished meanwhile).
+    }
+  }
+  return out;
+}
+
+std::vector<pid_t> container_pids(const GlobalOptions& g, const std::string& id) {
+  StateStore store(g.root);
+  ContainerState state = store.load(id);
+  if (state.cgroup_path.empty()) return {};
+  return Cgroup(CgroupLayout::detect(), state.cgroup_path).pids();
+}
+
+void pause_container(const GlobalOptions& g, const std::string& id) {
+  StateStore store(g.root);
+  ContainerState state = store.load(id);
+  Status st = current_status(store, state);
+  if (st != Status::Running && st != Status::Created) throw Error("container not running or created: " + std::string(status_name(st)));
+  Cgroup(CgroupLayout::detect(), state.cgroup_path).freeze();
+}
+
+void resume_container(const GlobalOptions& g, const std::string& id) {
+  StateStore store(g.root);
+  ContainerState state = store.load(id);
+  Status st = current_status(store, state);
+  if (st != Status::Paused) throw Error("container not paused");
+  Cgroup(CgroupLayout::detect(), state.cgroup_path).thaw();
+}
+
+void update_container(const GlobalOptions& g, const std::string& id, const Resources& resources) {
+  StateStore store(g.root);
+  ContainerState state = store.load(id);
+  if (current_status(store, state) == Status::Stopped) throw Error("container not running");
+  Cgroup(CgroupLayout::detect(), state.cgroup_path).apply(resources);
+}
+
+// ---------------------------------------------------------------- exec
+
+namespace {
+
+Process exec_process_from_options(const Spec& spec, const ExecOptions& o) {
+  if (!o.process_file.empty()) {
+    std::string text = o.process_file == "-" ? std::string() : read_file(o.process_file);
+    if (o.process_file == "-") {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(0, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    }
+    nlohmann::json doc;
+    try {
+      doc = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error("process " + o.process_file + ": invalid JSON: " + e.what());
+    }
+    return parse_process(doc, "process");
+  }
+  if (o.args.empty()) throw Error("exec: no command given (args or --process)");
+  Process p = spec.process ? *spec.process : Process{};
+  p.args = o.args;
+  p.terminal = o.tty;
+  p.console_size.reset();
+  for (const auto& e : o.env) {
+    auto eq = e.find('=');
+    std::string key = e.substr(0, eq);
+    std::erase_if(p.env, [&](const std::string& x) { return x.compare(0, key.size() + 1, key + "=") == 0; });
+    p.env.push_back(e);
+  }
+  if (!o.cwd.empty()) p.cwd = o.cwd;
+  if (!o.user.empty()) {
+    auto colon = o.user.find(':');
+    try {
+      p.user.uid = static_cast<uint32_t>(std::stoul(o.user.substr(0, colon)));
+      if (colon != std::string::npos) p.user.gid = static_cast<uint32_t>(std::stoul(o.user.substr(colon + 1)));
+    } catch (...) {
+      throw Error("invalid --user " + o.user + " (want uid[:gid])");
+    }
+  }
+  if (!o.additional_gids.empty()) p.user.additional_gids = o.additional_gids;
+  if (!o.caps.empty()) {
+    if (!p.capabilities) p.capabilities = Capabilities{};
+    for (auto c : o.caps) {
+      if (c.rfind("CAP_", 0) != 0) c = "CAP_" + c;
+      for (auto* set : {&p.capabilities->bounding, &p.capabilities->effective, &p.capabilities->permitted,
+                        &p.capabilities->inheritable, &p.capabilities->ambient})
+        set->push_back(c);
+    }
+  }
+  if (o.no_new_privs) p.no_new_privileges = true;
+  if (!o.apparmor.empty()) p.apparmor_profile = o.apparmor;
+  if (!o.process_label.empty()) p.selinux_label = o.process_label;
+  return p;
+}
+
+}  // namespace
+
+int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
+  StateStore store(g.root);
+  ContainerState state = store.load(o.id);
+  Status st = current_status(store, state);
+  if (st == Status::Stopped || st == Status::Creating) throw Error("cannot exec in a stopped container");
+  if (st == Status::Paused && !o.ignore_paused) throw Error("cannot exec in a paused container");
+  Spec spec = parse_spec(state.config);
+  Process proc = exec_process_from_options(spec, o);
+  if (proc.terminal && o.console_socket.empty() && o.detach)
+    throw Error("cannot allocate tty if berth will detach without setting console socket");
+  std::unique_ptr<SeccompProgram> seccomp;
+  if (spec.linux_ && spec.linux_->seccomp) seccomp = compile_seccomp(*spec.linux_->seccomp);
+
+  // Open every namespace of the container before joining any: /proc changes after the mount ns.
+  struct NsFd {
+    std::string type;
+    int flag;
+    UniqueFd fd;
+  };
+  std::vector<NsFd> nsfds;
+  if (spec.linux_) {
+    const char* order[] = {"user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"};
+    for (const char* type : order) {
+      if (!find_namespace(spec, type)) continue;
+      const char* name = std::string(type) == "mount" ? "mnt" : std::string(type) == "network" ? "net" : type;
+      std::string path = "/proc/" + std::to_string(state.pid) + "/ns/" + name;
+      struct stat theirs, ours;
+      if (::stat(path.c_str(), &theirs) != 0) throw_errno("namespace " + path);
+      std::string self = std::string("/proc/self/ns/") + name;
+      if (::stat(self.c_str(), &ours) == 0 && ours.st_ino == theirs.st_ino) continue;
+      nsfds.push_back({type, namespace_flags().at(type), open_or_throw(path, O_RDONLY)});
+    }
+  }
+  bool own_tty = proc.terminal && o.console_socket.empty();
+  std::optional<InternalConsole> internal;
+  UniqueFd console;
+  if (proc.terminal) {
+    if (own_tty) {
+      internal = InternalConsole::make();
+      console.reset(::fcntl(internal->theirs.get(), F_DUPFD_CLOEXEC, 3));
+      internal->theirs.reset();
+    } else {
+      console = connect_unix_socket(o.console_socket);
+    }
+  }
+  if (!o.detach && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) throw_errno("prctl subreaper");
+
+  ProcessPlan plan;
+  plan.process = proc;
+  plan.seccomp = seccomp.get();
+  if (spec.linux_ && spec.linux_->seccomp) plan.seccomp_listener = spec.linux_->seccomp->listener_path;
+  plan.console_fd = console.get();
+  plan.preserve_fds = o.preserve_fds;
+  std::string state_json = oci_state_json(state, st).dump();
+
+  auto [parent_ch, child_ch] = make_channel();
+  pid_t stage1 = ::fork();
+  if (stage1 < 0) throw_errno("fork");
+  if (stage1 == 0) {
+    parent_ch.close();
+    try {
+      expect(child_ch, "cgroup setup");
+      for (auto& ns : nsfds)
+        if (::setns(ns.fd.get(), ns.flag) != 0) throw_errno("join " + ns.type + " namespace of container " + o.id);
+      pid_t pid = ::fork();
+      if (pid < 0) throw_errno("fork");
+      if (pid == 0) {
+        try {
+          if (plan.process.terminal && ::setsid() < 0) throw_errno("setsid");
+          std::string exe = prepare_process(plan, state_json);
+          child_ch.send("ready");
+          exec_process(plan, exe, state_json);
+        } catch (const std::exception& e) {
+          child_ch.fail(e.what());
+        }
+      }
+      child_ch.send("pid " + std::to_string(pid));
+      _exit(0);
+    } catch (const std::exception& e) {
+      child_ch.fail(e.what());
+    }
+  }
+  child_ch.close();
+  console.reset();
+  pid_t pid = 0;
+  try {
+    if (!state.cgroup_path.empty()) {
+      try {
+        Cgroup(CgroupLayout::detect(), state.cgroup_path).add_process(stage1);
+      } catch (const Error& e) {
+        log::warn(e.what());
+      }
+    }
+    parent_ch.send("go");
+    for (;;) {
+      std::string msg = expect(parent_ch, "exec");
+      if (msg.rfind("pid ", 0) == 0) {
+        pid = std::stoi(msg.substr(4));
+        wait_child(stage1);
+        stage1 = -1;
+      } else if (msg == "ready") {
+        break;
+      }
+    }
+    // After "ready" the channel closes on a successful execve, or carries the exec error.
+    std::string after = parent_ch.recv();
+    if (after.rfind("error ", 0) == 0) throw Error(after.substr(6));
+  } catch (...) {
+    if (stage1 > 0) {
+      ::kill(stage1, SIGKILL);
+      wait_child(stage1);
+    }
+    if (pid > 0) wait_child(pid);
+    throw;
+  }
+  write_pid_file(o.pid_file, pid);
+  if (o.detach) return 0;
+  install_forwarding(pid);
+  return wait_for_exit_with_terminal(pid, internal ? internal->ours.get() : -1);
+}
+
+// ---------------------------------------------------------------- misc
+
+int parse_signal(const std::string& text) {
+  static const std::map<std::string, int> names = {
+      {"ABRT", SIGABRT}, {"ALRM", SIGALRM},   {"BUS", SIGBUS},   {"CHLD", SIGCHLD}, {"CLD", SIGCHLD},
+      {"CONT", SIGCONT}, {"FPE", SIGFPE},     {"HUP", SIGHUP},   {"ILL", SIGILL},   {"INT", SIGINT},
+      {"IO", SIGIO},     {"IOT", SIGIOT},     {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"POLL", SIGPOLL},
+      {"PROF", SIGPROF}, {"PWR", SIGPWR},     {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV}, {"STKFLT", SIGSTKFLT},
+      {"STOP", SIGSTOP}, {"SYS", SIGSYS},     {"TERM", SIGTERM}, {"TRAP", SIGTRAP}, {"TSTP", SIGTSTP},
+      {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},   {"URG", SIGURG},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+      {"VTALRM", SIGVTALRM}, {"WINCH", SIGWINCH}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
+  };
+  if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
+    long n = std::strtol(text.c_str(), nullptr, 10);
+    if (n < 1 || n > SIGRTMAX) throw Error("invalid signal: " + text);
+    return static_cast<int>(n);
+  }
+  std::string name = text;
+  std::transform(name.begin(), name.end(), name.begin(), ::toupper);
+  if (name.rfind("SIG", 0) == 0) name = name.substr(3);
+  if (auto it = names.find(name); it != names.end()) return it->second;
+  // RTMIN+n / RTMAX-n
+  if (name.rfind("RTMIN", 0) == 0 || name.rfind("RTMAX", 0) == 0) {
+    bool min = name[4] == 'N';
+    int base = min ? SIGRTMIN : SIGRTMAX;
+    if (name.size() == 5) return base;
+    char op = name[5];
+    std::string num = name.substr(6);
+    if (!num.empty() && std::all_of(num.begin(), num.end(), ::isdigit) && ((min && op == '+') || (!min && op == '-'))) {
+      int sig = min ? base + std::stoi(num) : base - std::stoi(num);
+      if (sig >= SIGRTMIN && sig <= SIGRTMAX) return sig;
+    }
+  }
+  throw Error("invalid signal: " + text);
+}
+
+nlohmann::json runtime_features() {
+  nlohmann::json ns = nlohmann::json::array();
+  for (auto& [name, flag] : namespace_flags()) ns.push_back(name);
+  nlohmann::json opts = nlohmann::json::array();
+  for (const char* o : {"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
+                        "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion",
+                        "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow", "private",
+                        "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec", "rnoatime",
+                        "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime", "rnosuid",
+                        "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave",
+                        "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent", "slave",
+                        "strictatime", "suid", "symfollow", "sync", "tmpcopyup", "unbindable"})
+    opts.push_back(o);
+  nlohmann::json caps = nlohmann::json::array();
+  for (int c = 0; c <= last_capability(); ++c) {
+    char* name = cap_to_name(c);
+    std::string n = name;
+    cap_free(name);
+    std::transform(n.begin(), n.end(), n.begin(), ::toupper);
+    caps.push_back(n);
+  }
+  return {
+      {"ociVersionMin", "1.0.0"},
+      {"ociVersionMax", "1.2.0"},
+      {"hooks", {"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"}},
+      {"mountOptions", opts},
+      {"linux",
+       {{"namespaces", ns},
+        {"capabilities", caps},
+        {"cgroup", {{"v1", true}, {"v2", true}, {"systemd", false}, {"systemdUser", false}, {"rdma", false}}},
+        {"seccomp",
+         {{"enabled", true},
+          {"actions",
+           {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+            "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"}},
+          {"operators",
+           {"SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ",
+            "SCMP_CMP_NE"}},
+          {"archs", {"SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"}}}},
+        {"apparmor", {{"enabled", lsm_enabled("apparmor")}}},
+        {"selinux", {{"enabled", lsm_enabled("selinux")}}},
+        {"intelRdt", {{"enabled", false}}},
+        {"mountExtensions", {{"idmap", {{"enabled", false}}}}}}},
+      {"annotations", {{"org.opencontainers.runc.version", "berth-0.1.0"}}},
+  };
+}
+
+void ensure_sealed_self(char** argv) {
+  UniqueFd self(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  if (!self) throw_errno("open /proc/self/exe");
+  int seals = ::fcntl(self.get(), F_GET_SEALS);
+  if (seals >= 0 && (seals & F_SEAL_WRITE)) return;  // already running from the sealed copy
+  UniqueFd mem(::memfd_create("berth", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!mem) throw_errno("memfd_create");
+  struct stat st;
+  if (::fstat(self.get(), &st) != 0) throw_errno("stat /proc/self/exe");
+  off_t off = 0;
+  while (off < st.st_size) {
+    ssize_t n = ::sendfile(mem.get(), self.get(), &off, static_cast<size_t>(st.st_size - off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("copy /proc/self/exe to memfd");
+    }
+    if (n == 0) break;
+  }
+  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+    throw_errno("seal memfd");
+  ::fexecve(mem.get(), argv, environ);
+  throw_errno("re-exec from sealed memfd");
+}
+
+}  // namespace berth::runtime

@@ -1,0 +1,14 @@
+// OCI hooks: each runs with the container state JSON on stdin, in order;
+// a non-zero exit or a timeout fails the stage (poststop failures only warn).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "runtime/spec.hpp"
+
+namespace berth::runtime {
+
+void run_hooks(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage);
+
+}  // namespace berth::runtime

@@ -1,0 +1,75 @@
+#include "util/log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+namespace berth::log {
+namespace {
+
+struct State {
+  int fd = 2;
+  Format format = Format::Text;
+  bool debug = false;
+  bool to_file = false;
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+std::string timestamp() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[96];
+  snprintf(out, sizeof out, "%s.%09ldZ", buf, ts.tv_nsec);
+  return out;
+}
+
+void emit(std::string_view level, std::string_view msg) {
+  State& s = state();
+  std::string line;
+  if (s.format == Format::Json) {
+    nlohmann::json j = {{"level", level}, {"msg", msg}, {"time", timestamp()}};
+    line = j.dump() + "\n";
+  } else {
+    line = "time=\"" + timestamp() + "\" level=" + std::string(level) + " msg=\"" + std::string(msg) + "\"\n";
+  }
+  if (::write(s.fd, line.data(), line.size()) < 0) {
+    // Nowhere left to report a failed log write.
+  }
+}
+
+}  // namespace
+
+void configure(const std::string& path, Format format, bool debug) {
+  State& s = state();
+  s.format = format;
+  s.debug = debug;
+  if (!path.empty()) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      s.fd = fd;
+      s.to_file = true;
+    }
+  }
+}
+
+void debug(std::string_view msg) {
+  if (state().debug) emit("debug", msg);
+}
+void warn(std::string_view msg) {
+  if (state().to_file) emit("warning", msg);
+}
+void error(std::string_view msg) {
+  if (state().to_file) emit("error", msg);
+}
+
+}  // namespace berth::log
