@@ -291,6 +291,7 @@ struct CreateContext {
   bool no_pivot = false;
   ProcessPlan plan;
   int fifo_fd = -1;  // O_PATH to exec.fifo
+  int lock_fd = -1;  // the state-dir flock: shared with children by fork, so they drop it
 };
 
 std::string creating_state_json(const CreateContext& c, pid_t pid, const char* status) {
@@ -345,6 +346,7 @@ std::string creating_state_json(const CreateContext& c, pid_t pid, const char* s
     std::string exe = prepare_process(c.plan, state_json);
     std::string fifo = fd_path(c.fifo_fd);
     ch.send("ready");
+    ::close(ch.fd());
     // Block until `start` opens the other end.
     int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) _exit(1);
@@ -373,6 +375,7 @@ void write_time_offsets(const Linux& l) {
 [[noreturn]] void stage1_main(const CreateContext& c, const Channel& ch) {
   try {
     const Spec& spec = *c.spec;
+    ::close(c.lock_fd);
     expect(ch, "cgroup setup");
     std::vector<Namespace> order;
     if (spec.linux_) order = spec.linux_->namespaces;
@@ -570,6 +573,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   c.plan.mount_dev_console = true;
   c.plan.preserve_fds = o.preserve_fds;
   c.fifo_fd = fifo_fd.get();
+  c.lock_fd = lock.get();
 
   auto [parent_ch, child_ch] = make_channel();
   Cgroup cgroup(CgroupLayout::detect(), cgroup_path);
