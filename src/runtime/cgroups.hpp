@@ -24,8 +24,9 @@ struct CgroupLayout {
   static CgroupLayout parse_mountinfo(const std::string& mountinfo);
 };
 
-// One container's cgroup. The path is the OCI cgroupsPath: absolute paths are
-// relative to each hierarchy's root; relative ones are placed under /berth.
+// One container's cgroup. The path is the OCI cgroupsPath, taken from each
+// hierarchy's root whether written absolute or relative (as runc does);
+// without one, /berth/<id>.
 class Cgroup {
  public:
   Cgroup(CgroupLayout layout, std::string path);

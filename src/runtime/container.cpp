@@ -441,6 +441,26 @@ bool wait_exit(pid_t pid, int timeout_ms) {
   return n > 0;
 }
 
+// Reads /etc/passwd directly: the binary is static, and glibc's NSS can't be used from it.
+std::string user_name(uid_t uid) {
+  auto text = read_file_if_exists("/etc/passwd");
+  if (text) {
+    size_t pos = 0;
+    while (pos < text->size()) {
+      size_t nl = text->find('\n', pos);
+      if (nl == std::string::npos) nl = text->size();
+      std::string line = text->substr(pos, nl - pos);
+      pos = nl + 1;
+      auto c1 = line.find(':');
+      auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
+      auto c3 = c2 == std::string::npos ? c2 : line.find(':', c2 + 1);
+      if (c3 == std::string::npos) continue;
+      if (line.substr(c2 + 1, c3 - c2 - 1) == std::to_string(uid)) return line.substr(0, c1);
+    }
+  }
+  return std::to_string(uid);
+}
+
 // The devices every container gets, after the spec's own rules (as runc appends them).
 Resources with_default_devices(Resources r) {
   auto allow = [&](const char* type, std::optional<int64_t> major, std::optional<int64_t> minor, const char* access) {
@@ -628,8 +648,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   state.pid = init_pid;
   state.pid_start_time = process_start_time(init_pid);
   state.created = rfc3339_now();
-  struct passwd* pw = ::getpwuid(::geteuid());
-  state.owner = pw ? pw->pw_name : std::to_string(::geteuid());
+  state.owner = user_name(::geteuid());
   state.cgroup_path = cgroup_path;
   state.config = spec.raw;
   store.save(state);
