@@ -354,7 +354,14 @@ int dispatch(const std::vector<std::string>& args, size_t cmd_index, GlobalOptio
     if (!p.value("--preserve-fds").empty()) o.preserve_fds = to_int(p.value("--preserve-fds"), "--preserve-fds");
     if (o.process_file.empty() && o.args.empty()) throw UsageError("exec: no command given (args or --process)");
     ensure_sealed_self(g_full_argv);
-    return exec_in_container(g, o);
+    try {
+      return exec_in_container(g, o);
+    } catch (const std::exception& e) {
+      // runc exits 255 when exec fails, whatever the reason; callers rely on it.
+      log::error(e.what());
+      std::cerr << "berth: " << e.what() << "\n";
+      return 255;
+    }
   }
   if (cmd == "update") {
     Parsed p = parse_flags(args, rest,

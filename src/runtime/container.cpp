@@ -5,7 +5,9 @@
 // privileges and blocks on exec.fifo until `start` opens it, then execs.
 #include <fcntl.h>
 #include <grp.h>
+#include <net/if.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <pwd.h>
 #include <sys/capability.h>
 #include <sched.h>
@@ -26,6 +28,7 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "runtime/caps.hpp"
 #include "runtime/cgroups.hpp"
@@ -166,6 +169,29 @@ std::string look_path(const std::string& file, const std::vector<std::string>& e
   throw Error("exec: \"" + file + "\": executable file not found in $PATH");
 }
 
+// HOME from the container's /etc/passwd, "/" when the uid has no entry (as runc).
+std::string home_of(uid_t uid) {
+  auto text = read_file_if_exists("/etc/passwd");
+  if (!text) return "/";
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t nl = text->find('\n', pos);
+    if (nl == std::string::npos) nl = text->size();
+    std::string line = text->substr(pos, nl - pos);
+    pos = nl + 1;
+    std::vector<std::string> f;
+    size_t start = 0;
+    for (;;) {
+      size_t c = line.find(':', start);
+      f.push_back(line.substr(start, c == std::string::npos ? std::string::npos : c - start));
+      if (c == std::string::npos) break;
+      start = c + 1;
+    }
+    if (f.size() >= 6 && f[2] == std::to_string(uid)) return f[5].empty() ? "/" : f[5];
+  }
+  return "/";
+}
+
 bool lsm_enabled(const char* name) {
   auto lsms = read_file_if_exists("/sys/kernel/security/lsm");
   return lsms && lsms->find(name) != std::string::npos;
@@ -222,8 +248,8 @@ void load_seccomp(const ProcessPlan& plan, const std::string& state_json) {
 
 // The common tail of init and exec, up to (not including) the wait for `start`.
 // Returns the resolved executable path.
-std::string prepare_process(const ProcessPlan& plan, const std::string& state_json) {
-  const Process& p = plan.process;
+std::string prepare_process(ProcessPlan& plan, const std::string& state_json) {
+  Process& p = plan.process;
   if (p.args.empty()) throw Error("process args must not be empty");
   if (plan.console_fd >= 0) {
     setup_console(plan.console_fd, p.console_size, plan.mount_dev_console);
@@ -233,12 +259,22 @@ std::string prepare_process(const ProcessPlan& plan, const std::string& state_js
   if (p.oom_score_adj) write_file("/proc/self/oom_score_adj", std::to_string(*p.oom_score_adj), O_WRONLY);
   apply_lsm(p);
   std::string exe = look_path(p.args[0], p.env);
+  if (env_value(p.env, "HOME").empty()) {
+    std::string home = home_of(p.user.uid);
+    p.env.push_back("HOME=" + home);
+  }
 
   std::optional<CapabilityMasks> caps;
   if (p.capabilities) {
     std::vector<std::string> unknown;
     caps = capability_masks(*p.capabilities, &unknown);
-    for (const auto& u : unknown) log::warn("ignoring unknown or unavailable capability " + u);
+    if (!unknown.empty()) {
+      std::string list;
+      for (const auto& u : unknown) list += (list.empty() ? "" : " ") + u;
+      std::string msg = "ignoring unknown or unavailable capabilities: [" + list + "]";
+      log::warn(msg);
+      dprintf(2, "berth: warning: %s\n", msg.c_str());
+    }
   }
   // Without no_new_privs the filter needs CAP_SYS_ADMIN to load: do it while we still have it.
   if (!p.no_new_privileges) load_seccomp(plan, state_json);
@@ -288,6 +324,7 @@ struct CreateContext {
   std::string bundle;
   std::string rootfs;
   std::string cgroup_path;
+  std::map<std::string, std::string> cgroup_v1_mounts;
   bool no_pivot = false;
   ProcessPlan plan;
   int fifo_fd = -1;  // O_PATH to exec.fifo
@@ -307,6 +344,49 @@ std::string creating_state_json(const CreateContext& c, pid_t pid, const char* s
   return j.dump();
 }
 
+// A sysctl is only namespaced if the container has the namespace it belongs to;
+// anything else would change the host (runc's rules).
+void validate_sysctls(const Spec& spec) {
+  if (!spec.linux_) return;
+  static const std::set<std::string> ipc = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
+                                            "kernel.sem",    "kernel.shmall", "kernel.shmmax",
+                                            "kernel.shmmni", "kernel.shm_rmid_forced"};
+  for (const auto& [key, value] : spec.linux_->sysctl) {
+    const char* ns = nullptr;
+    if (ipc.count(key) || key.rfind("fs.mqueue.", 0) == 0)
+      ns = "ipc";
+    else if (key.rfind("net.", 0) == 0)
+      ns = "network";
+    else if (key == "kernel.hostname" || key == "kernel.domainname")
+      ns = "uts";
+    if (!ns) throw Error("sysctl \"" + key + "\" is not in a separate kernel namespace");
+    if (!find_namespace(spec, ns))
+      throw Error("sysctl \"" + key + "\" is not allowed: the container has no private " + ns + " namespace");
+  }
+}
+
+void apply_sysctls(const Spec& spec) {
+  if (!spec.linux_) return;
+  for (const auto& [key, value] : spec.linux_->sysctl) {
+    if (key.find("..") != std::string::npos || key.find('/') != std::string::npos)
+      throw Error("invalid sysctl key " + key);
+    std::string path = "/proc/sys/" + key;
+    std::replace(path.begin() + 10, path.end(), '.', '/');
+    write_file(path, value, O_WRONLY);
+  }
+}
+
+// A new network namespace starts with lo down; containers expect it up (runc does this too).
+void bring_up_loopback() {
+  UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!sock) throw_errno("socket for lo");
+  struct ifreq ifr = {};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (::ioctl(sock.get(), SIOCGIFFLAGS, &ifr) != 0) throw_errno("get flags of lo");
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  if (::ioctl(sock.get(), SIOCSIFFLAGS, &ifr) != 0) throw_errno("bring up lo");
+}
+
 [[noreturn]] void init_main(const CreateContext& c, const Channel& ch) {
   try {
     const Spec& spec = *c.spec;
@@ -321,29 +401,36 @@ std::string creating_state_json(const CreateContext& c, pid_t pid, const char* s
       rc.new_userns = user_ns != nullptr;
       rc.new_cgroupns = cg_ns && cg_ns->path.empty();
       rc.cgroup_path = c.cgroup_path;
+      rc.cgroup_v1_mounts = c.cgroup_v1_mounts;
       prepare_rootfs(rc);
     }
     ch.send("hooks");
     std::string state_json = expect(ch, "hooks");
     run_hooks(spec.hooks.create_container, state_json, "createContainer");
+    const Namespace* net_ns = find_namespace(spec, "network");
+    if (net_ns && net_ns->path.empty()) bring_up_loopback();
     if (mnt_ns) {
       enter_rootfs(c.rootfs, c.no_pivot);
+      // sysctls go in before /proc/sys turns read-only.
+      apply_sysctls(spec);
       finalize_rootfs(spec);
+      // A missing cwd is created, as runc does (as root, before the user switch).
+      if (spec.process) {
+        try {
+          mkdir_p(spec.process->cwd, 0755);
+        } catch (const Error&) {
+        }
+      }
     } else {
       if (::chroot(c.rootfs.c_str()) != 0) throw_errno("chroot " + c.rootfs);
       if (::chdir("/") != 0) throw_errno("chdir /");
     }
-    if (spec.linux_)
-      for (const auto& [key, value] : spec.linux_->sysctl) {
-        std::string path = "/proc/sys/" + key;
-        std::replace(path.begin() + 10, path.end(), '.', '/');
-        write_file(path, value, O_WRONLY);
-      }
     if (!spec.hostname.empty() && ::sethostname(spec.hostname.data(), spec.hostname.size()) != 0)
       throw_errno("sethostname " + spec.hostname);
     if (!spec.domainname.empty() && ::setdomainname(spec.domainname.data(), spec.domainname.size()) != 0)
       throw_errno("setdomainname " + spec.domainname);
-    std::string exe = prepare_process(c.plan, state_json);
+    ProcessPlan plan = c.plan;
+    std::string exe = prepare_process(plan, state_json);
     std::string fifo = fd_path(c.fifo_fd);
     ch.send("ready");
     ::close(ch.fd());
@@ -352,8 +439,12 @@ std::string creating_state_json(const CreateContext& c, pid_t pid, const char* s
     if (fd < 0) _exit(1);
     if (::write(fd, "0", 1) != 1) _exit(1);
     ::close(fd);
-    run_hooks(spec.hooks.start_container, state_json, "startContainer");
-    exec_process(c.plan, exe, state_json);
+    if (!spec.hooks.start_container.empty()) {
+      nlohmann::json started = nlohmann::json::parse(state_json);
+      started["status"] = "created";
+      run_hooks(spec.hooks.start_container, started.dump(), "startContainer");
+    }
+    exec_process(plan, exe, state_json);
   } catch (const std::exception& e) {
     ch.fail(e.what());
   }
@@ -441,6 +532,41 @@ bool wait_exit(pid_t pid, int timeout_ms) {
   return n > 0;
 }
 
+// Each hierarchy's mount point extended by our own cgroup in it (/proc/self/cgroup).
+CgroupLayout rebase_on_own_cgroups(CgroupLayout layout) {
+  std::map<std::string, std::string> own;  // controller (or "" for v2) → path
+  std::string text = read_file("/proc/self/cgroup");
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    auto c1 = line.find(':');
+    auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string::npos) continue;
+    std::string controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    std::string path = line.substr(c2 + 1);
+    if (path == "/") continue;
+    if (controllers.empty()) {
+      own[""] = path;
+      continue;
+    }
+    size_t start = 0;
+    for (;;) {
+      size_t comma = controllers.find(',', start);
+      own[controllers.substr(start, comma == std::string::npos ? std::string::npos : comma - start)] = path;
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  for (auto& [controller, mount] : layout.v1_mounts)
+    if (auto it = own.find(controller); it != own.end()) mount += it->second;
+  if (!layout.unified_mount.empty())
+    if (auto it = own.find(""); it != own.end()) layout.unified_mount += it->second;
+  return layout;
+}
+
 // Reads /etc/passwd directly: the binary is static, and glibc's NSS can't be used from it.
 std::string user_name(uid_t uid) {
   auto text = read_file_if_exists("/etc/passwd");
@@ -515,6 +641,10 @@ class CreateRollback {
     }
     if (cgroup_) {
       try {
+        cgroup_->thaw();
+      } catch (...) {
+      }
+      try {
         cgroup_->destroy();
       } catch (...) {
       }
@@ -527,14 +657,14 @@ class CreateRollback {
   void set_stage1(pid_t p) { stage1_pid_ = p; }
   void stage1_reaped() { stage1_pid_ = -1; }
   void set_init(pid_t p) { init_pid_ = p; }
-  void set_cgroup(Cgroup* cg) { cgroup_ = cg; }
+  void set_cgroup(const Cgroup& cg) { cgroup_ = cg; }
   void commit() { committed_ = true; }
 
  private:
   StateStore& store_;
   std::string id_;
   pid_t stage1_pid_ = -1, init_pid_ = -1;
-  Cgroup* cgroup_ = nullptr;
+  std::optional<Cgroup> cgroup_;  // a copy: the caller's may be gone when we run
   bool committed_ = false;
 };
 
@@ -557,10 +687,19 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
     throw Error("config.json: a new user namespace needs linux.uidMappings");
   if (spec.process->terminal && o.console_socket.empty() && internal_console_fd < 0)
     throw Error("cannot allocate tty if berth will detach without setting console socket");
+  if (!spec.process->terminal && !o.console_socket.empty())
+    throw Error("cannot use console socket if berth will not detach or allocate tty");
 
+  validate_sysctls(spec);
   std::unique_ptr<SeccompProgram> seccomp;
   if (spec.linux_->seccomp) seccomp = compile_seccomp(*spec.linux_->seccomp);
-  std::string cgroup_path = Cgroup::resolve_path(spec.linux_->cgroups_path, o.id);
+  // Relative paths (and the default, the bare id) hang below our own cgroup in each
+  // hierarchy, as runc does; absolute ones (containerd's) start at the hierarchy root.
+  const std::string& asked = spec.linux_->cgroups_path;
+  bool relative = asked.empty() || (asked[0] != '/' && asked.find(':') == std::string::npos);
+  std::string cgroup_path = Cgroup::resolve_path(asked.empty() ? o.id : asked, o.id);
+  CgroupLayout cgroup_layout = CgroupLayout::detect();
+  if (relative) cgroup_layout = rebase_on_own_cgroups(cgroup_layout);
 
   StateStore store(g.root);
   store.create_dir(o.id);
@@ -569,6 +708,8 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
 
   std::string fifo = store.fifo_path(o.id);
   if (::mkfifo(fifo.c_str(), 0622) != 0) throw_errno("mkfifo " + fifo);
+  // World-writable whatever the umask: init opens it after dropping to the container's user.
+  if (::chmod(fifo.c_str(), 0622) != 0) throw_errno("chmod " + fifo);
   UniqueFd fifo_fd = open_or_throw(fifo, O_PATH);
 
   UniqueFd console;
@@ -585,6 +726,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   c.bundle = bundle;
   c.rootfs = rootfs;
   c.cgroup_path = cgroup_path;
+  c.cgroup_v1_mounts = cgroup_layout.v1_mounts;
   c.no_pivot = o.no_pivot;
   c.plan.process = *spec.process;
   c.plan.seccomp = seccomp.get();
@@ -596,7 +738,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   c.lock_fd = lock.get();
 
   auto [parent_ch, child_ch] = make_channel();
-  Cgroup cgroup(CgroupLayout::detect(), cgroup_path);
+  Cgroup cgroup(cgroup_layout, cgroup_path);
   pid_t stage1 = ::fork();
   if (stage1 < 0) throw_errno("fork");
   if (stage1 == 0) {
@@ -607,8 +749,8 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   child_ch.close();
   console.reset();
 
+  rollback.set_cgroup(cgroup);
   cgroup.create();
-  rollback.set_cgroup(&cgroup);
   if (spec.linux_->resources) cgroup.apply(with_default_devices(*spec.linux_->resources));
   cgroup.add_process(stage1);
   parent_ch.send("go");
@@ -627,8 +769,8 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
     } else if (msg == "hooks") {
       std::string state_json = creating_state_json(c, init_pid, "creating");
       try {
-        run_hooks(spec.hooks.prestart, state_json, "prestart");
-        run_hooks(spec.hooks.create_runtime, state_json, "createRuntime");
+        run_hooks(spec.hooks.prestart, state_json, "prestart", bundle);
+        run_hooks(spec.hooks.create_runtime, state_json, "createRuntime", bundle);
       } catch (const Error& e) {
         parent_ch.send("error " + std::string(e.what()));
         throw;
@@ -650,6 +792,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   state.created = rfc3339_now();
   state.owner = user_name(::geteuid());
   state.cgroup_path = cgroup_path;
+  state.cgroup_layout = cgroup_layout_to_json(cgroup_layout);
   state.config = spec.raw;
   store.save(state);
   write_pid_file(o.pid_file, init_pid);
@@ -683,7 +826,7 @@ void run_poststart(const ContainerState& state) {
   if (spec.hooks.poststart.empty()) return;
   std::string json = oci_state_json(state, Status::Running).dump();
   try {
-    run_hooks(spec.hooks.poststart, json, "poststart");
+    run_hooks(spec.hooks.poststart, json, "poststart", state.bundle);
   } catch (const Error& e) {
     log::warn(e.what());
     fprintf(stderr, "berth: warning: %s\n", e.what());
@@ -766,7 +909,7 @@ int wait_for_exit_with_terminal(pid_t pid, int console_sock) {
 
 void cleanup_stopped(const StateStore& store, const ContainerState& state) {
   if (!state.cgroup_path.empty()) {
-    Cgroup cg(CgroupLayout::detect(), state.cgroup_path);
+    Cgroup cg = state_cgroup(state);
     try {
       cg.thaw();
     } catch (...) {
@@ -777,7 +920,7 @@ void cleanup_stopped(const StateStore& store, const ContainerState& state) {
     try {
       Spec spec = parse_spec(state.config);
       if (!spec.hooks.poststop.empty())
-        run_hooks(spec.hooks.poststop, oci_state_json(state, Status::Stopped).dump(), "poststop");
+        run_hooks(spec.hooks.poststop, oci_state_json(state, Status::Stopped).dump(), "poststop", state.bundle);
     } catch (const Error& e) {
       log::warn(e.what());
       fprintf(stderr, "berth: warning: %s\n", e.what());
@@ -788,7 +931,7 @@ void cleanup_stopped(const StateStore& store, const ContainerState& state) {
 
 void kill_all(const ContainerState& state, int sig) {
   if (state.cgroup_path.empty()) return;
-  Cgroup cg(CgroupLayout::detect(), state.cgroup_path);
+  Cgroup cg = state_cgroup(state);
   for (pid_t p : cg.pids()) ::kill(p, sig);
   if (sig == SIGKILL) {
     try {
@@ -905,7 +1048,7 @@ std::vector<pid_t> container_pids(const GlobalOptions& g, const std::string& id)
   StateStore store(g.root);
   ContainerState state = store.load(id);
   if (state.cgroup_path.empty()) return {};
-  return Cgroup(CgroupLayout::detect(), state.cgroup_path).pids();
+  return state_cgroup(state).pids();
 }
 
 void pause_container(const GlobalOptions& g, const std::string& id) {
@@ -913,7 +1056,7 @@ void pause_container(const GlobalOptions& g, const std::string& id) {
   ContainerState state = store.load(id);
   Status st = current_status(store, state);
   if (st != Status::Running && st != Status::Created) throw Error("container not running or created: " + std::string(status_name(st)));
-  Cgroup(CgroupLayout::detect(), state.cgroup_path).freeze();
+  state_cgroup(state).freeze();
 }
 
 void resume_container(const GlobalOptions& g, const std::string& id) {
@@ -921,14 +1064,14 @@ void resume_container(const GlobalOptions& g, const std::string& id) {
   ContainerState state = store.load(id);
   Status st = current_status(store, state);
   if (st != Status::Paused) throw Error("container not paused");
-  Cgroup(CgroupLayout::detect(), state.cgroup_path).thaw();
+  state_cgroup(state).thaw();
 }
 
 void update_container(const GlobalOptions& g, const std::string& id, const Resources& resources) {
   StateStore store(g.root);
   ContainerState state = store.load(id);
   if (current_status(store, state) == Status::Stopped) throw Error("container not running");
-  Cgroup(CgroupLayout::detect(), state.cgroup_path).apply(resources);
+  state_cgroup(state).apply(resources);
 }
 
 // ---------------------------------------------------------------- exec
@@ -1000,6 +1143,10 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
   Process proc = exec_process_from_options(spec, o);
   if (proc.terminal && o.console_socket.empty() && o.detach)
     throw Error("cannot allocate tty if berth will detach without setting console socket");
+  if (!proc.terminal && !o.console_socket.empty())
+    throw Error("cannot use console socket if berth will not detach or allocate tty");
+  if (proc.terminal && o.console_socket.empty() && !::isatty(0))
+    throw Error("cannot allocate a tty for exec: stdin is not a terminal (use --console-socket)");
   std::unique_ptr<SeccompProgram> seccomp;
   if (spec.linux_ && spec.linux_->seccomp) seccomp = compile_seccomp(*spec.linux_->seccomp);
 
@@ -1078,7 +1225,7 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
   try {
     if (!state.cgroup_path.empty()) {
       try {
-        Cgroup(CgroupLayout::detect(), state.cgroup_path).add_process(stage1);
+        state_cgroup(state).add_process(stage1);
       } catch (const Error& e) {
         log::warn(e.what());
       }

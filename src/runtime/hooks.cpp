@@ -25,7 +25,7 @@ int64_t now_ms() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
-void run_hook(const Hook& hook, const std::string& state_json, const std::string& stage) {
+void run_hook(const Hook& hook, const std::string& state_json, const std::string& stage, const std::string& cwd) {
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0) throw_errno("pipe");
   UniqueFd in_r(in[0]), in_w(in[1]);
@@ -45,6 +45,10 @@ void run_hook(const Hook& hook, const std::string& state_json, const std::string
     ::dup2(in_r.get(), 0);
     ::dup2(out_w.get(), 1);
     ::dup2(out_w.get(), 2);
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
+      dprintf(2, "chdir %s: %s", cwd.c_str(), strerror(errno));
+      _exit(127);
+    }
     ::execve(hook.path.c_str(), argv.data(), envp.data());
     dprintf(2, "exec %s: %s", hook.path.c_str(), strerror(errno));
     _exit(127);
@@ -99,7 +103,7 @@ void run_hook(const Hook& hook, const std::string& state_json, const std::string
   while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
   std::string detail = output.empty() ? "" : ": " + output;
   if (timed_out)
-    throw Error(stage + " hook " + hook.path + " timed out after " + std::to_string(*hook.timeout) + "s");
+    throw Error(stage + " hook " + hook.path + " ran past specified timeout of " + std::to_string(*hook.timeout) + "s");
   if (WIFSIGNALED(status))
     throw Error(stage + " hook " + hook.path + " killed by signal " + std::to_string(WTERMSIG(status)) + detail);
   if (WEXITSTATUS(status) != 0)
@@ -109,8 +113,9 @@ void run_hook(const Hook& hook, const std::string& state_json, const std::string
 
 }  // namespace
 
-void run_hooks(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage) {
-  for (const auto& h : hooks) run_hook(h, state_json, stage);
+void run_hooks(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage,
+               const std::string& cwd) {
+  for (const auto& h : hooks) run_hook(h, state_json, stage, cwd);
 }
 
 }  // namespace berth::runtime

@@ -9,6 +9,8 @@
 
 namespace berth::runtime {
 
-void run_hooks(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage);
+// cwd: where host-side hooks run (the bundle, as runc does); empty keeps ours.
+void run_hooks(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage,
+               const std::string& cwd = "");
 
 }  // namespace berth::runtime

@@ -142,6 +142,10 @@ void mount_cgroup(const RootfsContext& ctx, const Mount& m, const MountFlags& f,
   // Group comounted controllers (cpu,cpuacct) by mount point.
   std::map<std::string, std::vector<std::string>> by_mount;
   for (auto& [name, mnt] : layout.v1_mounts) by_mount[mnt].push_back(name);
+  auto based = [&](const std::string& name, const std::string& mnt) {
+    auto it = ctx.cgroup_v1_mounts.find(name);
+    return it == ctx.cgroup_v1_mounts.end() ? mnt : it->second;
+  };
   for (auto& [mnt, names] : by_mount) {
     std::string dirname = mnt.substr(mnt.find_last_of('/') + 1);
     std::string dest = m.destination + "/" + dirname;
@@ -152,7 +156,7 @@ void mount_cgroup(const RootfsContext& ctx, const Mount& m, const MountFlags& f,
       do_mount("cgroup", fd_path(sub.get()), "cgroup", flags, opts, "mount cgroup " + opts + " on " + dest);
     } else {
       // Without a cgroup namespace, show only the container's own cgroup, as runc does.
-      std::string src = mnt + ctx.cgroup_path;
+      std::string src = based(names.front(), mnt) + ctx.cgroup_path;
       if (!path_exists(src)) src = mnt;
       do_mount(src, fd_path(sub.get()), nullptr, MS_BIND | MS_REC, "", "bind " + src + " on " + dest);
     }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "runtime/spec.hpp"
@@ -38,6 +39,7 @@ struct RootfsContext {
   bool new_userns = false;
   bool new_cgroupns = false;
   std::string cgroup_path;  // the container's cgroup (for /sys/fs/cgroup without a cgroupns)
+  std::map<std::string, std::string> cgroup_v1_mounts;  // controller → mount (+ base), as the container's cgroup uses
 };
 
 // In the new mount namespace, before pivot_root: propagation, mounts, devices.

@@ -37,7 +37,8 @@ const char* status_name(Status s) {
 nlohmann::json ContainerState::to_json() const {
   return {{"id", id},           {"bundle", bundle},           {"rootfs", rootfs},
           {"pid", pid},         {"pid_start_time", pid_start_time}, {"created", created},
-          {"owner", owner},     {"cgroup_path", cgroup_path}, {"config", config}};
+          {"owner", owner},     {"cgroup_path", cgroup_path}, {"cgroup_layout", cgroup_layout},
+          {"config", config}};
 }
 
 ContainerState ContainerState::from_json(const nlohmann::json& j) {
@@ -51,6 +52,7 @@ ContainerState ContainerState::from_json(const nlohmann::json& j) {
   s.owner = j.value("owner", "");
   s.cgroup_path = j.value("cgroup_path", "");
   if (j.contains("config")) s.config = j.at("config");
+  if (j.contains("cgroup_layout")) s.cgroup_layout = j.at("cgroup_layout");
   return s;
 }
 
@@ -163,18 +165,35 @@ bool process_alive(pid_t pid, uint64_t start_time) {
   return start_time == 0 || process_start_time(pid) == start_time;
 }
 
+nlohmann::json cgroup_layout_to_json(const CgroupLayout& layout) {
+  return {{"unified", layout.unified}, {"unified_mount", layout.unified_mount}, {"v1_mounts", layout.v1_mounts}};
+}
+
+CgroupLayout cgroup_layout_from_json(const nlohmann::json& j) {
+  CgroupLayout l;
+  l.unified = j.value("unified", false);
+  l.unified_mount = j.value("unified_mount", "");
+  if (j.contains("v1_mounts")) l.v1_mounts = j.at("v1_mounts").get<std::map<std::string, std::string>>();
+  return l;
+}
+
+Cgroup state_cgroup(const ContainerState& state) {
+  CgroupLayout layout =
+      state.cgroup_layout.is_object() ? cgroup_layout_from_json(state.cgroup_layout) : CgroupLayout::detect();
+  return Cgroup(layout, state.cgroup_path);
+}
+
 Status current_status(const StateStore& store, const ContainerState& state) {
   if (state.pid == 0) return state.created.empty() ? Status::Creating : Status::Stopped;
   if (!process_alive(state.pid, state.pid_start_time)) return Status::Stopped;
-  if (path_exists(store.fifo_path(state.id))) return Status::Created;
   if (!state.cgroup_path.empty()) {
     try {
-      Cgroup cg(CgroupLayout::detect(), state.cgroup_path);
-      if (cg.frozen()) return Status::Paused;
+      if (state_cgroup(state).frozen()) return Status::Paused;
     } catch (const Error&) {
-      // No freezer reachable: the container cannot be paused, so it runs.
+      // No freezer reachable: the container cannot be paused.
     }
   }
+  if (path_exists(store.fifo_path(state.id))) return Status::Created;
   return Status::Running;
 }
 

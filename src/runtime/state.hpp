@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/cgroups.hpp"
 #include "util/fd.hpp"
 
 namespace berth::runtime {
@@ -26,6 +27,7 @@ struct ContainerState {
   std::string created;          // RFC 3339, UTC
   std::string owner;
   std::string cgroup_path;
+  nlohmann::json cgroup_layout;  // the hierarchies (rebased for a relative cgroupsPath) at create
   nlohmann::json config;  // the config.json the container was created from
 
   nlohmann::json to_json() const;
@@ -58,6 +60,11 @@ class StateStore {
  private:
   std::string root_;
 };
+
+// The container's cgroup as recorded at create time.
+Cgroup state_cgroup(const ContainerState& state);
+nlohmann::json cgroup_layout_to_json(const CgroupLayout& layout);
+CgroupLayout cgroup_layout_from_json(const nlohmann::json& j);
 
 // The status as the kernel and the state dir show it now.
 Status current_status(const StateStore& store, const ContainerState& state);
