@@ -1,7 +1,6 @@
 #include "runtime/spec.hpp"
 
 #include <limits>
-#include <regex>
 
 #include "util/error.hpp"
 
@@ -101,6 +100,16 @@ void check_enum(const Field& f, const std::string& value, std::initializer_list<
   for (const char* a : allowed)
     if (value == a) return;
   f.fail("invalid value \"" + value + "\"");
+}
+
+// ^[1-9][0-9]*[KMG]B$, the schema's pattern.
+bool valid_page_size(const std::string& s) {
+  if (s.size() < 3 || s[0] < '1' || s[0] > '9' || s.back() != 'B') return false;
+  char unit = s[s.size() - 2];
+  if (unit != 'K' && unit != 'M' && unit != 'G') return false;
+  for (size_t i = 1; i + 2 < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
 }
 
 Mount parse_mount(const Field& f) {
@@ -383,12 +392,11 @@ Resources parse_resources(const nlohmann::json& doc, const std::string& where) {
     r.block_io = io;
   }
   if (f.has("hugepageLimits")) {
-    static const std::regex page_size("^[1-9][0-9]*[KMG]B$");
     r.hugepage_limits = each<HugepageLimit>(f.at("hugepageLimits"), [](const Field& h) {
       h.object();
       HugepageLimit l;
       l.page_size = h.required("pageSize").str();
-      if (!std::regex_match(l.page_size, page_size))
+      if (!valid_page_size(l.page_size))
         h.at("pageSize").fail("invalid page size \"" + l.page_size + "\" (want e.g. 2MB)");
       l.limit = h.required("limit").u64();
       return l;
