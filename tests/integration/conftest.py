@@ -24,9 +24,15 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session", autouse=True)
 def _preflight():
     if os.geteuid() != 0:
+        if os.environ.get("BERTH_TEST_STRICT") == "1":
+            pytest.exit("the runtime integration tests need root", returncode=1)
         pytest.skip("the runtime integration tests need root")
     if not (os.path.isfile(bt.RUNTIME_PATH) and os.access(bt.RUNTIME_PATH, os.X_OK)):
-        pytest.skip(f"runtime binary not found: {bt.RUNTIME_PATH} (build it, or set BERTH_RUNTIME)")
+        why = f"runtime binary not found: {bt.RUNTIME_PATH} (build it, or set BERTH_RUNTIME)"
+        # scripts/test sets BERTH_TEST_STRICT: there a missing binary is a failure, not a skip.
+        if os.environ.get("BERTH_TEST_STRICT") == "1":
+            pytest.exit(why, returncode=1)
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
