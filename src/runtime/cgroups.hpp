@@ -16,9 +16,9 @@ namespace berth::runtime {
 // Where the hierarchies are mounted. Detected from /proc/self/mountinfo, or
 // built by hand in tests (a temp dir standing in for /sys/fs/cgroup).
 struct CgroupLayout {
-  bool unified = false;                              // pure v2: one hierarchy for everything
-  std::string unified_mount;                         // v2 mount point (pure v2, or the hybrid one)
-  std::map<std::string, std::string> v1_mounts;      // controller → mount point (cpu, memory, …)
+  bool unified = false;                          // pure v2: one hierarchy for everything
+  std::string unified_mount;                     // v2 mount point (pure v2, or the hybrid one)
+  std::map<std::string, std::string> v1_mounts;  // controller → mount point (cpu, memory, …)
 
   static CgroupLayout detect();
   static CgroupLayout parse_mountinfo(const std::string& mountinfo);

@@ -51,7 +51,9 @@ class UsageError : public Error {
   using Error::Error;
 };
 
-bool truthy(const std::string& v) { return v == "true" || v == "1" || v == "t" || v == "T" || v == "TRUE" || v == "True"; }
+bool truthy(const std::string& v) {
+  return v == "true" || v == "1" || v == "t" || v == "T" || v == "TRUE" || v == "True";
+}
 
 // Parses args[i..]. stop_at_positional: everything after the first positional is positional (exec, ps).
 Parsed parse_flags(const std::vector<std::string>& args, size_t start, const std::vector<FlagSpec>& specs,
@@ -102,8 +104,8 @@ Parsed parse_flags(const std::vector<std::string>& args, size_t start, const std
 
 void require_args(const Parsed& p, size_t n, const std::string& cmd, const std::string& usage) {
   if (p.positionals.size() < n)
-    throw UsageError("\"" + cmd + "\" requires " + (n == 1 ? "exactly 1 argument" : "at least " + std::to_string(n) +
-                                                                                    " arguments") +
+    throw UsageError("\"" + cmd + "\" requires " +
+                     (n == 1 ? "exactly 1 argument" : "at least " + std::to_string(n) + " arguments") +
                      "; usage: " + usage);
 }
 
@@ -134,9 +136,9 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
 }
 
 std::vector<FlagSpec> create_flags() {
-  return {{{"--bundle", "-b"}, true},    {{"--console-socket"}, true}, {{"--pid-file"}, true},
-          {{"--no-pivot"}, false},       {{"--no-new-keyring"}, false}, {{"--preserve-fds"}, true},
-          {{"--detach", "-d"}, false},   {{"--keep"}, false},          {{"--no-subreaper"}, false}};
+  return {{{"--bundle", "-b"}, true},  {{"--console-socket"}, true},  {{"--pid-file"}, true},
+          {{"--no-pivot"}, false},     {{"--no-new-keyring"}, false}, {{"--preserve-fds"}, true},
+          {{"--detach", "-d"}, false}, {{"--keep"}, false},           {{"--no-subreaper"}, false}};
 }
 
 CreateOptions create_options(const Parsed& p) {
@@ -245,8 +247,8 @@ int dispatch(const std::vector<std::string>& args, size_t cmd_index, GlobalOptio
     } else if (format == "table") {
       std::vector<std::vector<std::string>> rows = {{"ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"}};
       for (auto& c : list)
-        rows.push_back({c["id"], std::to_string(c["pid"].get<int>()), c["status"], c["bundle"], c["created"],
-                        c["owner"]});
+        rows.push_back(
+            {c["id"], std::to_string(c["pid"].get<int>()), c["status"], c["bundle"], c["created"], c["owner"]});
       print_table(rows);
     } else {
       throw UsageError("invalid format option: " + format);
@@ -267,7 +269,8 @@ int dispatch(const std::vector<std::string>& args, size_t cmd_index, GlobalOptio
     if (p.positionals.size() > 1) {
       for (size_t i = 1; i < p.positionals.size(); ++i) {
         const std::string& a = p.positionals[i];
-        if (a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=,%") != std::string::npos)
+        if (a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=,%") !=
+            std::string::npos)
           throw UsageError("invalid ps option: " + a);
         cmdline += " " + a;
       }
@@ -341,7 +344,8 @@ int dispatch(const std::vector<std::string>& args, size_t cmd_index, GlobalOptio
     o.env = p.all("--env");
     o.cwd = p.value("--cwd");
     o.user = p.value("--user");
-    for (const auto& gid : p.all("--additional-gids")) o.additional_gids.push_back(static_cast<uint32_t>(to_int(gid, "--additional-gids")));
+    for (const auto& gid : p.all("--additional-gids"))
+      o.additional_gids.push_back(static_cast<uint32_t>(to_int(gid, "--additional-gids")));
     o.caps = p.all("--cap");
     o.tty = p.flag("--tty");
     o.detach = p.flag("--detach");
@@ -442,9 +446,14 @@ int runtime_main(int argc, char** argv) {
   bool debug = false;
   size_t i = 1;
   try {
-    std::vector<FlagSpec> globals = {{{"--root"}, true},          {{"--log"}, true},       {{"--log-format"}, true},
-                                     {{"--debug"}, false},        {{"--systemd-cgroup"}, false},
-                                     {{"--rootless"}, true},      {{"--criu"}, true},      {{"--help", "-h"}, false},
+    std::vector<FlagSpec> globals = {{{"--root"}, true},
+                                     {{"--log"}, true},
+                                     {{"--log-format"}, true},
+                                     {{"--debug"}, false},
+                                     {{"--systemd-cgroup"}, false},
+                                     {{"--rootless"}, true},
+                                     {{"--criu"}, true},
+                                     {{"--help", "-h"}, false},
                                      {{"--version", "-v"}, false}};
     // Global flags end at the first positional (the command).
     std::vector<std::string> head;
@@ -495,7 +504,5 @@ int runtime_main(int argc, char** argv) {
     return 1;
   }
 }
-
-
 
 }  // namespace berth::runtime

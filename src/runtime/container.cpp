@@ -7,17 +7,19 @@
 #include <grp.h>
 #include <net/if.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <pwd.h>
-#include <sys/capability.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/capability.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -101,8 +103,8 @@ std::string expect(const Channel& ch, const std::string& what) {
 
 const std::map<std::string, int>& namespace_flags() {
   static const std::map<std::string, int> flags = {
-      {"mount", CLONE_NEWNS},   {"network", CLONE_NEWNET}, {"ipc", CLONE_NEWIPC},    {"uts", CLONE_NEWUTS},
-      {"pid", CLONE_NEWPID},    {"user", CLONE_NEWUSER},   {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
+      {"mount", CLONE_NEWNS}, {"network", CLONE_NEWNET}, {"ipc", CLONE_NEWIPC},       {"uts", CLONE_NEWUTS},
+      {"pid", CLONE_NEWPID},  {"user", CLONE_NEWUSER},   {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
   };
   return flags;
 }
@@ -126,11 +128,21 @@ void write_pid_file(const std::string& path, pid_t pid) {
 
 int rlimit_resource(const std::string& name) {
   static const std::map<std::string, int> table = {
-      {"RLIMIT_AS", RLIMIT_AS},           {"RLIMIT_CORE", RLIMIT_CORE},         {"RLIMIT_CPU", RLIMIT_CPU},
-      {"RLIMIT_DATA", RLIMIT_DATA},       {"RLIMIT_FSIZE", RLIMIT_FSIZE},       {"RLIMIT_LOCKS", RLIMIT_LOCKS},
-      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK}, {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE}, {"RLIMIT_NICE", RLIMIT_NICE},
-      {"RLIMIT_NOFILE", RLIMIT_NOFILE},   {"RLIMIT_NPROC", RLIMIT_NPROC},       {"RLIMIT_RSS", RLIMIT_RSS},
-      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},   {"RLIMIT_RTTIME", RLIMIT_RTTIME},     {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+      {"RLIMIT_AS", RLIMIT_AS},
+      {"RLIMIT_CORE", RLIMIT_CORE},
+      {"RLIMIT_CPU", RLIMIT_CPU},
+      {"RLIMIT_DATA", RLIMIT_DATA},
+      {"RLIMIT_FSIZE", RLIMIT_FSIZE},
+      {"RLIMIT_LOCKS", RLIMIT_LOCKS},
+      {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK},
+      {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE},
+      {"RLIMIT_NICE", RLIMIT_NICE},
+      {"RLIMIT_NOFILE", RLIMIT_NOFILE},
+      {"RLIMIT_NPROC", RLIMIT_NPROC},
+      {"RLIMIT_RSS", RLIMIT_RSS},
+      {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},
+      {"RLIMIT_RTTIME", RLIMIT_RTTIME},
+      {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
       {"RLIMIT_STACK", RLIMIT_STACK},
   };
   auto it = table.find(name);
@@ -221,8 +233,8 @@ void apply_rlimits(const Process& p) {
 void apply_lsm(const Process& p) {
   if (!p.apparmor_profile.empty()) {
     if (lsm_enabled("apparmor")) {
-      std::string path = path_exists("/proc/self/attr/apparmor/exec") ? "/proc/self/attr/apparmor/exec"
-                                                                       : "/proc/self/attr/exec";
+      std::string path =
+          path_exists("/proc/self/attr/apparmor/exec") ? "/proc/self/attr/apparmor/exec" : "/proc/self/attr/exec";
       write_file(path, "exec " + p.apparmor_profile, O_WRONLY);
     } else {
       log::warn("apparmor is not enabled on this host; ignoring apparmorProfile " + p.apparmor_profile);
@@ -348,8 +360,8 @@ std::string creating_state_json(const CreateContext& c, pid_t pid, const char* s
 // anything else would change the host (runc's rules).
 void validate_sysctls(const Spec& spec) {
   if (!spec.linux_) return;
-  static const std::set<std::string> ipc = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni",
-                                            "kernel.sem",    "kernel.shmall", "kernel.shmmax",
+  static const std::set<std::string> ipc = {"kernel.msgmax", "kernel.msgmnb",         "kernel.msgmni",
+                                            "kernel.sem",    "kernel.shmall",         "kernel.shmmax",
                                             "kernel.shmmni", "kernel.shm_rmid_forced"};
   for (const auto& [key, value] : spec.linux_->sysctl) {
     const char* ns = nullptr;
@@ -601,14 +613,14 @@ Resources with_default_devices(Resources r) {
   if (r.devices.empty()) return r;
   allow("c", std::nullopt, std::nullopt, "m");
   allow("b", std::nullopt, std::nullopt, "m");
-  allow("c", 1, 3, "rwm");    // null
-  allow("c", 1, 5, "rwm");    // zero
-  allow("c", 1, 7, "rwm");    // full
-  allow("c", 1, 8, "rwm");    // random
-  allow("c", 1, 9, "rwm");    // urandom
-  allow("c", 5, 0, "rwm");    // tty
-  allow("c", 5, 1, "rwm");    // console
-  allow("c", 5, 2, "rwm");    // ptmx
+  allow("c", 1, 3, "rwm");               // null
+  allow("c", 1, 5, "rwm");               // zero
+  allow("c", 1, 7, "rwm");               // full
+  allow("c", 1, 8, "rwm");               // random
+  allow("c", 1, 9, "rwm");               // urandom
+  allow("c", 5, 0, "rwm");               // tty
+  allow("c", 5, 1, "rwm");               // console
+  allow("c", 5, 2, "rwm");               // ptmx
   allow("c", 136, std::nullopt, "rwm");  // pts
   return r;
 }
@@ -682,8 +694,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   rootfs = absolute_path(rootfs);
   for (const auto& m : spec.mounts)
     if (m.destination.empty()) throw Error("config.json: mount destination must not be empty");
-  if (find_namespace(spec, "user") && find_namespace(spec, "user")->path.empty() &&
-      spec.linux_->uid_mappings.empty())
+  if (find_namespace(spec, "user") && find_namespace(spec, "user")->path.empty() && spec.linux_->uid_mappings.empty())
     throw Error("config.json: a new user namespace needs linux.uidMappings");
   if (spec.process->terminal && o.console_socket.empty() && internal_console_fd < 0)
     throw Error("cannot allocate tty if berth will detach without setting console socket");
@@ -1055,7 +1066,8 @@ void pause_container(const GlobalOptions& g, const std::string& id) {
   StateStore store(g.root);
   ContainerState state = store.load(id);
   Status st = current_status(store, state);
-  if (st != Status::Running && st != Status::Created) throw Error("container not running or created: " + std::string(status_name(st)));
+  if (st != Status::Running && st != Status::Created)
+    throw Error("container not running or created: " + std::string(status_name(st)));
   state_cgroup(state).freeze();
 }
 
@@ -1262,12 +1274,12 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
 
 int parse_signal(const std::string& text) {
   static const std::map<std::string, int> names = {
-      {"ABRT", SIGABRT}, {"ALRM", SIGALRM},   {"BUS", SIGBUS},   {"CHLD", SIGCHLD}, {"CLD", SIGCHLD},
-      {"CONT", SIGCONT}, {"FPE", SIGFPE},     {"HUP", SIGHUP},   {"ILL", SIGILL},   {"INT", SIGINT},
-      {"IO", SIGIO},     {"IOT", SIGIOT},     {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"POLL", SIGPOLL},
-      {"PROF", SIGPROF}, {"PWR", SIGPWR},     {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV}, {"STKFLT", SIGSTKFLT},
-      {"STOP", SIGSTOP}, {"SYS", SIGSYS},     {"TERM", SIGTERM}, {"TRAP", SIGTRAP}, {"TSTP", SIGTSTP},
-      {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},   {"URG", SIGURG},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+      {"ABRT", SIGABRT},     {"ALRM", SIGALRM},   {"BUS", SIGBUS},   {"CHLD", SIGCHLD}, {"CLD", SIGCHLD},
+      {"CONT", SIGCONT},     {"FPE", SIGFPE},     {"HUP", SIGHUP},   {"ILL", SIGILL},   {"INT", SIGINT},
+      {"IO", SIGIO},         {"IOT", SIGIOT},     {"KILL", SIGKILL}, {"PIPE", SIGPIPE}, {"POLL", SIGPOLL},
+      {"PROF", SIGPROF},     {"PWR", SIGPWR},     {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV}, {"STKFLT", SIGSTKFLT},
+      {"STOP", SIGSTOP},     {"SYS", SIGSYS},     {"TERM", SIGTERM}, {"TRAP", SIGTRAP}, {"TSTP", SIGTSTP},
+      {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},   {"URG", SIGURG},   {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
       {"VTALRM", SIGVTALRM}, {"WINCH", SIGWINCH}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
   };
   if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
@@ -1298,14 +1310,66 @@ nlohmann::json runtime_features() {
   nlohmann::json ns = nlohmann::json::array();
   for (auto& [name, flag] : namespace_flags()) ns.push_back(name);
   nlohmann::json opts = nlohmann::json::array();
-  for (const char* o : {"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
-                        "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion",
-                        "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow", "private",
-                        "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec", "rnoatime",
-                        "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime", "rnosuid",
-                        "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave",
-                        "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent", "slave",
-                        "strictatime", "suid", "symfollow", "sync", "tmpcopyup", "unbindable"})
+  for (const char* o : {"async",
+                        "atime",
+                        "bind",
+                        "defaults",
+                        "dev",
+                        "diratime",
+                        "dirsync",
+                        "exec",
+                        "iversion",
+                        "lazytime",
+                        "loud",
+                        "mand",
+                        "noatime",
+                        "nodev",
+                        "nodiratime",
+                        "noexec",
+                        "noiversion",
+                        "nolazytime",
+                        "nomand",
+                        "norelatime",
+                        "nostrictatime",
+                        "nosuid",
+                        "nosymfollow",
+                        "private",
+                        "ratime",
+                        "rbind",
+                        "rdev",
+                        "rdiratime",
+                        "relatime",
+                        "remount",
+                        "rexec",
+                        "rnoatime",
+                        "rnodev",
+                        "rnodiratime",
+                        "rnoexec",
+                        "rnorelatime",
+                        "rnostrictatime",
+                        "rnosuid",
+                        "rnosymfollow",
+                        "ro",
+                        "rprivate",
+                        "rrelatime",
+                        "rro",
+                        "rrw",
+                        "rshared",
+                        "rslave",
+                        "rstrictatime",
+                        "rsuid",
+                        "rsymfollow",
+                        "runbindable",
+                        "rw",
+                        "shared",
+                        "silent",
+                        "slave",
+                        "strictatime",
+                        "suid",
+                        "symfollow",
+                        "sync",
+                        "tmpcopyup",
+                        "unbindable"})
     opts.push_back(o);
   nlohmann::json caps = nlohmann::json::array();
   for (int c = 0; c <= last_capability(); ++c) {
@@ -1341,11 +1405,61 @@ nlohmann::json runtime_features() {
   };
 }
 
+namespace {
+
+// Opens our own binary through a read-only bind mount made in a throwaway mount
+// namespace (runc 1.2 does the same): no copy, and writes through
+// /proc/<pid>/exe get EROFS. Returns an invalid fd when that is not possible.
+UniqueFd readonly_self(int self_fd) {
+  char path[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return UniqueFd();
+  path[n] = '\0';
+  // The slot the child fills: it shares our fd table (CLONE_FILES).
+  UniqueFd slot(::fcntl(self_fd, F_DUPFD_CLOEXEC, 3));
+  if (!slot) return UniqueFd();
+  long pid = ::syscall(SYS_clone, CLONE_FILES | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid < 0) return UniqueFd();
+  if (pid == 0) {
+    // Only raw syscalls here: this child shares our descriptors, not our locks.
+    if (::unshare(CLONE_NEWNS) != 0) _exit(1);
+    if (::mount(nullptr, "/", nullptr, MS_SLAVE | MS_REC, nullptr) != 0) _exit(2);
+    if (::mount(path, path, nullptr, MS_BIND, nullptr) != 0) _exit(3);
+    if (::mount(nullptr, path, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) _exit(4);
+    int fd = ::open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0) _exit(5);
+    if (::dup3(fd, slot.get(), O_CLOEXEC) < 0) _exit(6);
+    _exit(0);
+  }
+  int status = 0;
+  while (::waitpid(static_cast<pid_t>(pid), &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return UniqueFd();
+  struct stat a, b;
+  struct statvfs sv;
+  // Must be the same file as the one running, and really read-only now.
+  if (::fstat(slot.get(), &a) != 0 || ::fstat(self_fd, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+    return UniqueFd();
+  if (::fstatvfs(slot.get(), &sv) != 0 || !(sv.f_flag & ST_RDONLY)) return UniqueFd();
+  return slot;
+}
+
+}  // namespace
+
 void ensure_sealed_self(char** argv) {
   UniqueFd self(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
   if (!self) throw_errno("open /proc/self/exe");
   int seals = ::fcntl(self.get(), F_GET_SEALS);
   if (seals >= 0 && (seals & F_SEAL_WRITE)) return;  // already running from the sealed copy
+  struct statvfs sv;
+  if (::fstatvfs(self.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY)) return;  // read-only mount: nothing can write it
+  if (::getenv("BERTH_SEAL_WITH_MEMFD") == nullptr) {
+    UniqueFd ro = readonly_self(self.get());
+    if (ro) {
+      ::syscall(SYS_execveat, ro.get(), "", argv, environ, AT_EMPTY_PATH);
+      // Fall through to the memfd copy if the kernel refuses.
+    }
+  }
   UniqueFd mem(::memfd_create("berth", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!mem) throw_errno("memfd_create");
   struct stat st;

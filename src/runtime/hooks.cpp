@@ -107,8 +107,7 @@ void run_hook(const Hook& hook, const std::string& state_json, const std::string
   if (WIFSIGNALED(status))
     throw Error(stage + " hook " + hook.path + " killed by signal " + std::to_string(WTERMSIG(status)) + detail);
   if (WEXITSTATUS(status) != 0)
-    throw Error(stage + " hook " + hook.path + " exited with status " + std::to_string(WEXITSTATUS(status)) +
-                detail);
+    throw Error(stage + " hook " + hook.path + " exited with status " + std::to_string(WEXITSTATUS(status)) + detail);
 }
 
 }  // namespace

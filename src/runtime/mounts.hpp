@@ -14,10 +14,10 @@
 namespace berth::runtime {
 
 struct MountFlags {
-  unsigned long flags = 0;           // MS_* for mount(2)
-  unsigned long propagation = 0;     // MS_PRIVATE/SHARED/SLAVE/UNBINDABLE (| MS_REC)
+  unsigned long flags = 0;              // MS_* for mount(2)
+  unsigned long propagation = 0;        // MS_PRIVATE/SHARED/SLAVE/UNBINDABLE (| MS_REC)
   uint64_t attr_set = 0, attr_clr = 0;  // recursive (rro, rnosuid …) via mount_setattr
-  std::string data;                  // what the filesystem parses (mode=755, size=…)
+  std::string data;                     // what the filesystem parses (mode=755, size=…)
   bool bind = false;
 };
 
@@ -28,6 +28,8 @@ unsigned long parse_propagation(const std::string& value);
 
 // Opens path inside root without ever leaving it (RESOLVE_IN_ROOT), as O_PATH.
 UniqueFd open_in_root(int root_fd, const std::string& path, uint64_t extra_resolve = 0, int flags = 0);
+// The same without throwing: an invalid fd with errno set.
+UniqueFd try_open_in_root(int root_fd, const std::string& path, uint64_t extra_resolve = 0, int flags = 0);
 // Like open_in_root, creating missing directories (and the last component as an
 // empty file when final_is_file) inside root.
 UniqueFd mkdir_all_in_root(int root_fd, const std::string& path, bool final_is_file);

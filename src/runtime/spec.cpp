@@ -17,9 +17,7 @@ class Field {
   const json& value() const { return v_; }
   const std::string& path() const { return path_; }
 
-  [[noreturn]] void fail(const std::string& why) const {
-    throw Error("config.json: " + path_ + ": " + why);
-  }
+  [[noreturn]] void fail(const std::string& why) const { throw Error("config.json: " + path_ + ": " + why); }
 
   bool has(const char* key) const { return v_.contains(key) && !v_.at(key).is_null(); }
   Field at(const char* key) const { return Field(v_.at(key), join(key)); }
@@ -477,8 +475,7 @@ Process parse_process(const nlohmann::json& doc, const std::string& where) {
   if (f.has("apparmorProfile")) p.apparmor_profile = f.at("apparmorProfile").str();
   if (f.has("oomScoreAdj")) {
     p.oom_score_adj = f.at("oomScoreAdj").i32();
-    if (*p.oom_score_adj < -1000 || *p.oom_score_adj > 1000)
-      f.at("oomScoreAdj").fail("must be between -1000 and 1000");
+    if (*p.oom_score_adj < -1000 || *p.oom_score_adj > 1000) f.at("oomScoreAdj").fail("must be between -1000 and 1000");
   }
   if (f.has("selinuxLabel")) p.selinux_label = f.at("selinuxLabel").str();
   return p;

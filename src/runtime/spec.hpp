@@ -127,8 +127,7 @@ struct ThrottleDevice {
 struct BlockIoResources {
   std::optional<uint16_t> weight, leaf_weight;
   std::vector<WeightDevice> weight_device;
-  std::vector<ThrottleDevice> throttle_read_bps, throttle_write_bps, throttle_read_iops,
-      throttle_write_iops;
+  std::vector<ThrottleDevice> throttle_read_bps, throttle_write_bps, throttle_read_iops, throttle_write_iops;
 };
 
 struct HugepageLimit {

@@ -35,9 +35,15 @@ const char* status_name(Status s) {
 }
 
 nlohmann::json ContainerState::to_json() const {
-  return {{"id", id},           {"bundle", bundle},           {"rootfs", rootfs},
-          {"pid", pid},         {"pid_start_time", pid_start_time}, {"created", created},
-          {"owner", owner},     {"cgroup_path", cgroup_path}, {"cgroup_layout", cgroup_layout},
+  return {{"id", id},
+          {"bundle", bundle},
+          {"rootfs", rootfs},
+          {"pid", pid},
+          {"pid_start_time", pid_start_time},
+          {"created", created},
+          {"owner", owner},
+          {"cgroup_path", cgroup_path},
+          {"cgroup_layout", cgroup_layout},
           {"config", config}};
 }
 
@@ -199,17 +205,11 @@ Status current_status(const StateStore& store, const ContainerState& state) {
 
 nlohmann::json oci_state_json(const ContainerState& state, Status status) {
   nlohmann::json j = {
-      {"ociVersion", "1.0.2"},
-      {"id", state.id},
-      {"pid", status == Status::Stopped ? 0 : state.pid},
-      {"status", status_name(status)},
-      {"bundle", state.bundle},
-      {"rootfs", state.rootfs},
-      {"created", state.created},
-      {"owner", state.owner},
+      {"ociVersion", "1.0.2"},         {"id", state.id},         {"pid", status == Status::Stopped ? 0 : state.pid},
+      {"status", status_name(status)}, {"bundle", state.bundle}, {"rootfs", state.rootfs},
+      {"created", state.created},      {"owner", state.owner},
   };
-  if (state.config.is_object() && state.config.contains("annotations"))
-    j["annotations"] = state.config["annotations"];
+  if (state.config.is_object() && state.config.contains("annotations")) j["annotations"] = state.config["annotations"];
   return j;
 }
 

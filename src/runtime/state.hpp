@@ -28,7 +28,7 @@ struct ContainerState {
   std::string owner;
   std::string cgroup_path;
   nlohmann::json cgroup_layout;  // the hierarchies (rebased for a relative cgroupsPath) at create
-  nlohmann::json config;  // the config.json the container was created from
+  nlohmann::json config;         // the config.json the container was created from
 
   nlohmann::json to_json() const;
   static ContainerState from_json(const nlohmann::json& j);

@@ -14,8 +14,6 @@ std::string errno_message(std::string_view what, int errnum) {
 
 void throw_errno(std::string_view what) { throw_errno(what, errno); }
 
-void throw_errno(std::string_view what, int errnum) {
-  throw Error(errno_message(what, errnum), errnum);
-}
+void throw_errno(std::string_view what, int errnum) { throw Error(errno_message(what, errnum), errnum); }
 
 }  // namespace berth

@@ -9,8 +9,7 @@ namespace berth {
 
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& message, int errnum = 0)
-      : std::runtime_error(message), errnum_(errnum) {}
+  explicit Error(const std::string& message, int errnum = 0) : std::runtime_error(message), errnum_(errnum) {}
   int errnum() const { return errnum_; }
 
  private:

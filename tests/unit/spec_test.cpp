@@ -170,5 +170,6 @@ TEST(Signals, NamesNumbersAndJunk) {
 
 TEST(ContainerIds, RuncRules) {
   for (const char* ok : {"a", "abc-DEF_1.2+3", "x.y"}) EXPECT_NO_THROW(validate_container_id(ok)) << ok;
-  for (const char* bad : {"", ".", "..", "a/b", "a b", "../x", "a\n"}) EXPECT_THROW(validate_container_id(bad), Error) << bad;
+  for (const char* bad : {"", ".", "..", "a/b", "a b", "../x", "a\n"})
+    EXPECT_THROW(validate_container_id(bad), Error) << bad;
 }
