@@ -904,6 +904,27 @@ void Cgroup::apply(const Resources& resources) {
     apply_v1(layout_, path_, resources);
 }
 
+std::vector<std::string> Cgroup::v1_task_files() const {
+  std::vector<std::string> out;
+  if (layout_.unified) return out;
+  for (const std::string& mount : v1_hierarchies(layout_)) out.push_back(mount + path_ + "/tasks");
+  return out;
+}
+
+int Cgroup::join_v1_self(const std::vector<std::string>& task_files) const {
+  for (const std::string& file : task_files) {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    ssize_t n = ::write(fd, "0", 1);
+    int err = errno;
+    ::close(fd);
+    if (n != 1) return err;
+  }
+  return 0;
+}
+
+std::string Cgroup::v2_dir() const { return layout_.unified_mount.empty() ? "" : layout_.unified_mount + path_; }
+
 void Cgroup::add_process(pid_t pid) {
   std::string value = std::to_string(pid);
   if (layout_.unified) {

@@ -36,6 +36,14 @@ class Cgroup {
   // Writes the resource limits; throws Error naming the file and value.
   void apply(const Resources& resources);
   void add_process(pid_t pid);
+  // Moves the calling thread (of a single-threaded process) into every v1
+  // hierarchy by writing "0" to `tasks`. Unlike a pid in cgroup.procs this
+  // skips the global threadgroup lock and its RCU grace period (~10 ms here).
+  // Only raw syscalls: safe in a forked child. Returns 0 or an errno.
+  int join_v1_self(const std::vector<std::string>& task_files) const;
+  std::vector<std::string> v1_task_files() const;
+  // The cgroup2 directory (pure v2, or the hybrid host's unified one); "" if none.
+  std::string v2_dir() const;
   // Pids of every process in the cgroup.
   std::vector<pid_t> pids() const;
   void freeze();

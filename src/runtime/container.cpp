@@ -101,6 +101,47 @@ std::string expect(const Channel& ch, const std::string& what) {
 
 // ---------------------------------------------------------------- helpers
 
+// clone3(CLONE_INTO_CGROUP): the child is born in the cgroup2 directory, with no
+// migration (and no RCU grace period) at all. Falls back to fork().
+pid_t fork_into_cgroup(int cgroup_fd, bool* placed) {
+  *placed = false;
+  if (cgroup_fd >= 0) {
+    struct {
+      uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+    } args = {};
+    args.flags = 0x200000000ULL;  // CLONE_INTO_CGROUP
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<uint64_t>(cgroup_fd);
+    long pid = ::syscall(SYS_clone3, &args, sizeof args);
+    if (pid >= 0) {
+      *placed = true;
+      return static_cast<pid_t>(pid);
+    }
+  }
+  return ::fork();
+}
+
+UniqueFd open_v2_dir(const Cgroup& cgroup) {
+  std::string dir = cgroup.v2_dir();
+  if (dir.empty()) return UniqueFd();
+  return UniqueFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+// Puts a child that was not born in its cgroup2 directory there (required on pure v2).
+void place_in_v2(const Cgroup& cgroup, pid_t pid) {
+  if (cgroup.layout().unified) {
+    write_file(cgroup.v2_dir() + "/cgroup.procs", std::to_string(pid), O_WRONLY);
+  } else if (!cgroup.v2_dir().empty()) {
+    // Hybrid: the controller-less v2 directory is a courtesy (runc does it too); best effort.
+    int fd = ::open((cgroup.v2_dir() + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      std::string v = std::to_string(pid);
+      (void)!::write(fd, v.data(), v.size());
+      ::close(fd);
+    }
+  }
+}
+
 const std::map<std::string, int>& namespace_flags() {
   static const std::map<std::string, int> flags = {
       {"mount", CLONE_NEWNS}, {"network", CLONE_NEWNET}, {"ipc", CLONE_NEWIPC},       {"uts", CLONE_NEWUTS},
@@ -339,6 +380,8 @@ struct CreateContext {
   std::map<std::string, std::string> cgroup_v1_mounts;
   bool no_pivot = false;
   ProcessPlan plan;
+  std::vector<std::string> v1_task_files;  // stage1 joins these itself (see Cgroup::join_v1_self)
+  const Cgroup* cgroup = nullptr;
   int fifo_fd = -1;  // O_PATH to exec.fifo
   int lock_fd = -1;  // the state-dir flock: shared with children by fork, so they drop it
 };
@@ -479,7 +522,7 @@ void write_time_offsets(const Linux& l) {
   try {
     const Spec& spec = *c.spec;
     ::close(c.lock_fd);
-    expect(ch, "cgroup setup");
+    if (int err = c.cgroup->join_v1_self(c.v1_task_files); err != 0) throw_errno("join cgroup " + c.cgroup_path, err);
     std::vector<Namespace> order;
     if (spec.linux_) order = spec.linux_->namespaces;
     // The user namespace first: the others are then owned by it.
@@ -748,9 +791,18 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   c.fifo_fd = fifo_fd.get();
   c.lock_fd = lock.get();
 
-  auto [parent_ch, child_ch] = make_channel();
+  // The cgroup exists, with its limits, before anything runs in it.
   Cgroup cgroup(cgroup_layout, cgroup_path);
-  pid_t stage1 = ::fork();
+  rollback.set_cgroup(cgroup);
+  cgroup.create();
+  if (spec.linux_->resources) cgroup.apply(with_default_devices(*spec.linux_->resources));
+  c.cgroup = &cgroup;
+  c.v1_task_files = cgroup.v1_task_files();
+  UniqueFd v2fd = open_v2_dir(cgroup);
+
+  auto [parent_ch, child_ch] = make_channel();
+  bool in_v2 = false;
+  pid_t stage1 = fork_into_cgroup(v2fd.get(), &in_v2);
   if (stage1 < 0) throw_errno("fork");
   if (stage1 == 0) {
     parent_ch.close();
@@ -759,12 +811,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   rollback.set_stage1(stage1);
   child_ch.close();
   console.reset();
-
-  rollback.set_cgroup(cgroup);
-  cgroup.create();
-  if (spec.linux_->resources) cgroup.apply(with_default_devices(*spec.linux_->resources));
-  cgroup.add_process(stage1);
-  parent_ch.send("go");
+  if (!in_v2) place_in_v2(cgroup, stage1);
 
   pid_t init_pid = 0;
   for (;;) {
@@ -1204,13 +1251,21 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
   plan.preserve_fds = o.preserve_fds;
   std::string state_json = oci_state_json(state, st).dump();
 
+  std::optional<Cgroup> cgroup;
+  if (!state.cgroup_path.empty()) cgroup = state_cgroup(state);
+  std::vector<std::string> task_files = cgroup ? cgroup->v1_task_files() : std::vector<std::string>{};
+  UniqueFd v2fd = cgroup ? open_v2_dir(*cgroup) : UniqueFd();
+
   auto [parent_ch, child_ch] = make_channel();
-  pid_t stage1 = ::fork();
+  bool in_v2 = false;
+  pid_t stage1 = fork_into_cgroup(v2fd.get(), &in_v2);
   if (stage1 < 0) throw_errno("fork");
   if (stage1 == 0) {
     parent_ch.close();
     try {
-      expect(child_ch, "cgroup setup");
+      if (cgroup) {
+        if (int err = cgroup->join_v1_self(task_files); err != 0) throw_errno("join cgroup of container " + o.id, err);
+      }
       for (auto& ns : nsfds)
         if (::setns(ns.fd.get(), ns.flag) != 0) throw_errno("join " + ns.type + " namespace of container " + o.id);
       pid_t pid = ::fork();
@@ -1235,14 +1290,7 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
   console.reset();
   pid_t pid = 0;
   try {
-    if (!state.cgroup_path.empty()) {
-      try {
-        state_cgroup(state).add_process(stage1);
-      } catch (const Error& e) {
-        log::warn(e.what());
-      }
-    }
-    parent_ch.send("go");
+    if (cgroup && !in_v2) place_in_v2(*cgroup, stage1);
     for (;;) {
       std::string msg = expect(parent_ch, "exec");
       if (msg.rfind("pid ", 0) == 0) {

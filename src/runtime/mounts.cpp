@@ -137,6 +137,12 @@ unsigned long locked_flags(const std::string& path) {
 
 bool is_bind(const Mount& m, const MountFlags& f) { return f.bind || m.type == "bind"; }
 
+// cpu → cpu,cpuacct links, as a host shows them.
+void continue_after_symlinks(const std::vector<std::string>& names, const std::string& dirname, int target_fd) {
+  for (auto& n : names)
+    if (n != dirname && n.rfind("name=", 0) != 0) ::symlinkat(dirname.c_str(), target_fd, n.c_str());
+}
+
 void mount_cgroup(const RootfsContext& ctx, const Mount& m, const MountFlags& f, int root_fd) {
   CgroupLayout layout = CgroupLayout::detect();
   unsigned long flags = (f.flags & ~(MS_RDONLY | MS_BIND | MS_REC)) | MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -161,7 +167,11 @@ void mount_cgroup(const RootfsContext& ctx, const Mount& m, const MountFlags& f,
     if (ctx.new_cgroupns) {
       std::string opts;
       for (auto& n : names) opts += (opts.empty() ? "" : ",") + n;
-      do_mount("cgroup", fd_path(sub.get()), "cgroup", flags, opts, "mount cgroup " + opts + " on " + dest);
+      // Read-only from the start: one mount(2) instead of mount + remount.
+      do_mount("cgroup", fd_path(sub.get()), "cgroup", flags | (f.flags & MS_RDONLY), opts,
+               "mount cgroup " + opts + " on " + dest);
+      continue_after_symlinks(names, dirname, target.get());
+      continue;
     } else {
       // Without a cgroup namespace, show only the container's own cgroup, as runc does.
       std::string src = based(names.front(), mnt) + ctx.cgroup_path;
@@ -173,8 +183,7 @@ void mount_cgroup(const RootfsContext& ctx, const Mount& m, const MountFlags& f,
       std::string p = fd_path(again.get());
       do_mount("", p, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(p), "", "remount " + dest + " ro");
     }
-    for (auto& n : names)
-      if (n != dirname && n.rfind("name=", 0) != 0) ::symlinkat(dirname.c_str(), target.get(), n.c_str());
+    continue_after_symlinks(names, dirname, target.get());
   }
   if (f.flags & MS_RDONLY) {
     UniqueFd again = open_in_root(root_fd, m.destination);
@@ -263,14 +272,15 @@ bool has_dev_bind(const Spec& spec) {
   return false;
 }
 
-void make_device(int root_fd, const Device& d, bool bind_from_host) {
-  UniqueFd parent_dir;
+void make_device(int root_fd, const Device& d, bool bind_from_host, std::map<std::string, UniqueFd>& dirs) {
   std::string path = d.path[0] == '/' ? d.path : "/" + d.path;
   auto slash = path.find_last_of('/');
   std::string parent = path.substr(0, slash);
   std::string name = path.substr(slash + 1);
   if (name.empty() || name == "." || name == "..") throw Error("invalid device path " + d.path);
-  UniqueFd dir = mkdir_all_in_root(root_fd, parent.empty() ? "/" : parent, false);
+  if (parent.empty()) parent = "/";
+  UniqueFd& dir = dirs[parent];
+  if (!dir) dir = mkdir_all_in_root(root_fd, parent, false);
   mode_t type = d.type == "b" ? S_IFBLK : d.type == "p" ? S_IFIFO : S_IFCHR;
   mode_t mode = static_cast<mode_t>(d.file_mode.value_or(0666) & 07777);
   ::unlinkat(dir.get(), name.c_str(), 0);
@@ -322,9 +332,11 @@ void setup_dev(const RootfsContext& ctx, int root_fd) {
         }
       devices.push_back(d);
     }
-  for (const auto& d : devices) make_device(root_fd, d, ctx.new_userns);
+  std::map<std::string, UniqueFd> dirs;  // parent directories, opened once
+  for (const auto& d : devices) make_device(root_fd, d, ctx.new_userns, dirs);
 
-  UniqueFd dev = mkdir_all_in_root(root_fd, "/dev", false);
+  UniqueFd& dev = dirs["/dev"];
+  if (!dev) dev = mkdir_all_in_root(root_fd, "/dev", false);
   struct Link {
     const char* target;
     const char* name;
@@ -414,6 +426,9 @@ UniqueFd open_in_root(int root_fd, const std::string& path, uint64_t extra_resol
 }
 
 UniqueFd mkdir_all_in_root(int root_fd, const std::string& path, bool final_is_file) {
+  // Most targets exist (or only the last component is missing): one lookup, not one per component.
+  if (UniqueFd fd = try_open_in_root(root_fd, path)) return fd;
+  if (errno != ENOENT) throw_errno("open " + path + " in container root");
   std::vector<std::string> parts = split_path(path);
   for (size_t i = 1; i <= parts.size(); ++i) {
     std::string sub = join_parts(parts, i);

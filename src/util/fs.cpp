@@ -64,12 +64,12 @@ void write_file(const std::string& path, std::string_view content, int flags, mo
   write_all(fd.get(), content, "write " + path);
 }
 
-void write_file_atomic(const std::string& path, std::string_view content, mode_t mode) {
+void write_file_atomic(const std::string& path, std::string_view content, mode_t mode, bool durable) {
   std::string tmp = path + ".tmp";
   {
     UniqueFd fd = open_or_throw(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
     write_all(fd.get(), content, "write " + tmp);
-    if (::fsync(fd.get()) != 0) throw_errno("fsync " + tmp);
+    if (durable && ::fsync(fd.get()) != 0) throw_errno("fsync " + tmp);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("rename " + tmp + " to " + path);
 }

@@ -16,8 +16,9 @@ std::string read_file(const std::string& path);
 std::optional<std::string> read_file_if_exists(const std::string& path);
 // Writes without O_CREAT semantics beyond the default (used for /proc and cgroup files too).
 void write_file(const std::string& path, std::string_view content, int flags = 0, mode_t mode = 0644);
-// Writes to a temporary sibling, fsyncs and renames: readers see old or new, never half.
-void write_file_atomic(const std::string& path, std::string_view content, mode_t mode = 0644);
+// Writes to a temporary sibling and renames: readers see old or new, never half.
+// durable: fsync first (for data that must survive power loss, not /run state).
+void write_file_atomic(const std::string& path, std::string_view content, mode_t mode = 0644, bool durable = false);
 void mkdir_p(const std::string& path, mode_t mode = 0755);
 bool path_exists(const std::string& path);
 // Removes a directory tree without following symlinks; missing is fine.
