@@ -326,7 +326,6 @@ std::string prepare_process(ProcessPlan& plan, const std::string& state_json) {
       for (const auto& u : unknown) list += (list.empty() ? "" : " ") + u;
       std::string msg = "ignoring unknown or unavailable capabilities: [" + list + "]";
       log::warn(msg);
-      dprintf(2, "berth: warning: %s\n", msg.c_str());
     }
   }
   // Without no_new_privs the filter needs CAP_SYS_ADMIN to load: do it while we still have it.
@@ -887,7 +886,6 @@ void run_poststart(const ContainerState& state) {
     run_hooks(spec.hooks.poststart, json, "poststart", state.bundle);
   } catch (const Error& e) {
     log::warn(e.what());
-    fprintf(stderr, "berth: warning: %s\n", e.what());
   }
 }
 
@@ -981,7 +979,6 @@ void cleanup_stopped(const StateStore& store, const ContainerState& state) {
         run_hooks(spec.hooks.poststop, oci_state_json(state, Status::Stopped).dump(), "poststop", state.bundle);
     } catch (const Error& e) {
       log::warn(e.what());
-      fprintf(stderr, "berth: warning: %s\n", e.what());
     }
   }
   store.remove(state.id);

@@ -65,8 +65,16 @@ void configure(const std::string& path, Format format, bool debug) {
 void debug(std::string_view msg) {
   if (state().debug) emit("debug", msg);
 }
+// Without --log, warnings go to stderr as one line (runc's logrus does the same).
 void warn(std::string_view msg) {
-  if (state().to_file) emit("warning", msg);
+  if (state().to_file) {
+    emit("warning", msg);
+    return;
+  }
+  std::string line = "berth: warning: " + std::string(msg) + "\n";
+  if (::write(2, line.data(), line.size()) < 0) {
+    // Nowhere left to report it.
+  }
 }
 void error(std::string_view msg) {
   if (state().to_file) emit("error", msg);
