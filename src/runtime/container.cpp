@@ -43,6 +43,7 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
+#include "util/passwd.hpp"
 
 extern char** environ;
 
@@ -224,25 +225,8 @@ std::string look_path(const std::string& file, const std::vector<std::string>& e
 
 // HOME from the container's /etc/passwd, "/" when the uid has no entry (as runc).
 std::string home_of(uid_t uid) {
-  auto text = read_file_if_exists("/etc/passwd");
-  if (!text) return "/";
-  size_t pos = 0;
-  while (pos < text->size()) {
-    size_t nl = text->find('\n', pos);
-    if (nl == std::string::npos) nl = text->size();
-    std::string line = text->substr(pos, nl - pos);
-    pos = nl + 1;
-    std::vector<std::string> f;
-    size_t start = 0;
-    for (;;) {
-      size_t c = line.find(':', start);
-      f.push_back(line.substr(start, c == std::string::npos ? std::string::npos : c - start));
-      if (c == std::string::npos) break;
-      start = c + 1;
-    }
-    if (f.size() >= 6 && f[2] == std::to_string(uid)) return f[5].empty() ? "/" : f[5];
-  }
-  return "/";
+  auto entry = lookup_passwd_uid("/etc/passwd", uid);
+  return entry && !entry->home.empty() ? entry->home : "/";
 }
 
 bool lsm_enabled(const char* name) {
@@ -621,24 +605,9 @@ CgroupLayout rebase_on_own_cgroups(CgroupLayout layout) {
   return layout;
 }
 
-// Reads /etc/passwd directly: the binary is static, and glibc's NSS can't be used from it.
 std::string user_name(uid_t uid) {
-  auto text = read_file_if_exists("/etc/passwd");
-  if (text) {
-    size_t pos = 0;
-    while (pos < text->size()) {
-      size_t nl = text->find('\n', pos);
-      if (nl == std::string::npos) nl = text->size();
-      std::string line = text->substr(pos, nl - pos);
-      pos = nl + 1;
-      auto c1 = line.find(':');
-      auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
-      auto c3 = c2 == std::string::npos ? c2 : line.find(':', c2 + 1);
-      if (c3 == std::string::npos) continue;
-      if (line.substr(c2 + 1, c3 - c2 - 1) == std::to_string(uid)) return line.substr(0, c1);
-    }
-  }
-  return std::to_string(uid);
+  auto entry = lookup_passwd_uid("/etc/passwd", uid);
+  return entry ? entry->name : std::to_string(uid);
 }
 
 // The devices every container gets, after the spec's own rules (as runc appends them).
