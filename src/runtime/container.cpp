@@ -476,7 +476,8 @@ void bring_up_loopback() {
     int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) _exit(1);
     if (::write(fd, "0", 1) != 1) _exit(1);
-    ::close(fd);
+    // fd stays open (close-on-exec): `start` sees EOF only once the process has
+    // been exec'd (or init died), so poststart hooks really run after the exec.
     if (!spec.hooks.start_container.empty()) {
       nlohmann::json started = nlohmann::json::parse(state_json);
       started["status"] = "created";
@@ -728,6 +729,17 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   CreateRollback rollback(store, o.id);
   UniqueFd lock = store.lock(o.id);
 
+  // The intent, recorded before anything exists: if this process is killed at any
+  // later step, `delete` finds the cgroup (and below, the pid) to clean up.
+  ContainerState state;
+  state.id = o.id;
+  state.bundle = bundle;
+  state.rootfs = rootfs;
+  state.cgroup_path = cgroup_path;
+  state.cgroup_layout = cgroup_layout_to_json(cgroup_layout);
+  state.config = spec.raw;
+  store.save(state);
+
   std::string fifo = store.fifo_path(o.id);
   if (::mkfifo(fifo.c_str(), 0622) != 0) throw_errno("mkfifo " + fifo);
   // World-writable whatever the umask: init opens it after dropping to the container's user.
@@ -790,6 +802,9 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
     } else if (msg.rfind("pid ", 0) == 0) {
       init_pid = std::stoi(msg.substr(4));
       rollback.set_init(init_pid);
+      state.pid = init_pid;
+      state.pid_start_time = process_start_time(init_pid);
+      store.save(state);
       wait_child(stage1);
       rollback.stage1_reaped();
     } else if (msg == "hooks") {
@@ -809,17 +824,8 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
     }
   }
 
-  ContainerState state;
-  state.id = o.id;
-  state.bundle = bundle;
-  state.rootfs = rootfs;
-  state.pid = init_pid;
-  state.pid_start_time = process_start_time(init_pid);
   state.created = rfc3339_now();
   state.owner = user_name(::geteuid());
-  state.cgroup_path = cgroup_path;
-  state.cgroup_layout = cgroup_layout_to_json(cgroup_layout);
-  state.config = spec.raw;
   store.save(state);
   write_pid_file(o.pid_file, init_pid);
   rollback.commit();
@@ -845,6 +851,16 @@ void signal_start(const StateStore& store, const ContainerState& state) {
       throw Error("container init of " + state.id + " exited before start");
   }
   ::unlink(fifo.c_str());
+  // Then EOF: init's write end closes at its execve (startContainer hooks ran before).
+  for (;;) {
+    struct pollfd pfd = {fd.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 100) < 0 && errno != EINTR) break;
+    char byte;
+    ssize_t r = ::read(fd.get(), &byte, 1);
+    if (r == 0) break;
+    if (r < 0 && errno != EAGAIN && errno != EINTR) break;
+    if (!process_alive(state.pid, state.pid_start_time)) break;
+  }
 }
 
 void run_poststart(const ContainerState& state) {
@@ -1041,12 +1057,21 @@ void delete_container(const GlobalOptions& g, const std::string& id, bool force)
   Status st = current_status(store, state);
   if ((st == Status::Running || st == Status::Paused) && !force)
     throw Error("cannot delete container " + id + " that is not stopped: " + status_name(st));
-  if (st == Status::Creating && !force) {
-    // A create killed midway leaves only the directory: nothing runs, so remove it.
+  if (st == Status::Creating) {
+    // Either a create is still running (it holds the lock), or one was killed
+    // midway: then finish its rollback from the recorded intent.
+    UniqueFd lock = store.try_lock(id);
+    if (!lock) throw Error("container " + id + " is being created; try again when create has finished");
+    kill_all(state, SIGKILL);
+    if (state.pid > 0 && process_alive(state.pid, state.pid_start_time)) {
+      ::kill(state.pid, SIGKILL);
+      wait_exit(state.pid, 10000);
+    }
+    if (!state.cgroup_path.empty()) state_cgroup(state).destroy();
     store.remove(id);
     return;
   }
-  if (st != Status::Stopped && st != Status::Creating) {
+  if (st != Status::Stopped) {
     kill_all(state, SIGKILL);
     if (state.pid > 0 && process_alive(state.pid, state.pid_start_time)) ::kill(state.pid, SIGKILL);
     if (state.pid > 0 && !wait_exit(state.pid, 10000)) throw Error("container " + id + " did not exit after SIGKILL");

@@ -138,6 +138,15 @@ UniqueFd StateStore::lock(const std::string& id) const {
   return fd;
 }
 
+UniqueFd StateStore::try_lock(const std::string& id) const {
+  UniqueFd fd = open_or_throw(dir(id), O_RDONLY | O_DIRECTORY);
+  while (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return UniqueFd();
+    if (errno != EINTR) throw_errno("lock container " + id);
+  }
+  return fd;
+}
+
 uint64_t process_start_time(pid_t pid) {
   auto text = read_file_if_exists("/proc/" + std::to_string(pid) + "/stat");
   if (!text) return 0;
@@ -190,7 +199,9 @@ Cgroup state_cgroup(const ContainerState& state) {
 }
 
 Status current_status(const StateStore& store, const ContainerState& state) {
-  if (state.pid == 0) return state.created.empty() ? Status::Creating : Status::Stopped;
+  // No creation time yet: create has not finished (or was killed midway).
+  if (state.created.empty()) return Status::Creating;
+  if (state.pid == 0) return Status::Stopped;
   if (!process_alive(state.pid, state.pid_start_time)) return Status::Stopped;
   if (!state.cgroup_path.empty()) {
     try {

@@ -56,6 +56,8 @@ class StateStore {
 
   // An exclusive flock on the container directory, held for one operation.
   UniqueFd lock(const std::string& id) const;
+  // The same without waiting: an invalid fd when someone else holds it.
+  UniqueFd try_lock(const std::string& id) const;
 
  private:
   std::string root_;
