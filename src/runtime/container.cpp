@@ -329,6 +329,10 @@ std::string prepare_process(ProcessPlan& plan, const std::string& state_json) {
   if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("prctl no_new_privs");
   ::umask(p.user.umask ? static_cast<mode_t>(*p.user.umask) : 022);
   if (::chdir(p.cwd.c_str()) != 0) throw_errno("chdir to cwd " + p.cwd);
+  // A cwd reached through a leaked host fd would show as unreachable (CVE-2024-21626).
+  char cwd_now[PATH_MAX];
+  if (::getcwd(cwd_now, sizeof cwd_now) == nullptr || cwd_now[0] != '/')
+    throw Error("cwd " + p.cwd + " is outside the container root");
   // No descriptor of the runtime survives into the container (CVE-2024-21626):
   // every fd past stdio and the preserved ones is close-on-exec.
   unsigned first = 3 + static_cast<unsigned>(plan.preserve_fds);
