@@ -730,6 +730,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
 
   StateStore store(g.root);
   store.create_dir(o.id);
+  log::debug("create " + o.id + ": config parsed, state dir made");
   CreateRollback rollback(store, o.id);
   UniqueFd lock = store.lock(o.id);
 
@@ -742,7 +743,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   state.cgroup_path = cgroup_path;
   state.cgroup_layout = cgroup_layout_to_json(cgroup_layout);
   state.config = spec.raw;
-  store.save(state);
+  store.save_intent(state);
 
   std::string fifo = store.fifo_path(o.id);
   if (::mkfifo(fifo.c_str(), 0622) != 0) throw_errno("mkfifo " + fifo);
@@ -783,6 +784,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   c.cgroup = &cgroup;
   c.v1_task_files = cgroup.v1_task_files();
   UniqueFd v2fd = open_v2_dir(cgroup);
+  log::debug("create " + o.id + ": cgroup " + cgroup_path + " ready");
 
   auto [parent_ch, child_ch] = make_channel();
   bool in_v2 = false;
@@ -808,10 +810,11 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
       rollback.set_init(init_pid);
       state.pid = init_pid;
       state.pid_start_time = process_start_time(init_pid);
-      store.save(state);
+      store.save_init_pid(o.id, init_pid, state.pid_start_time);
       wait_child(stage1);
       rollback.stage1_reaped();
     } else if (msg == "hooks") {
+      log::debug("create " + o.id + ": rootfs mounted, running host hooks");
       std::string state_json = creating_state_json(c, init_pid, "creating");
       try {
         run_hooks(spec.hooks.prestart, state_json, "prestart", bundle);
@@ -822,6 +825,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
       }
       parent_ch.send(state_json);
     } else if (msg == "ready") {
+      log::debug("create " + o.id + ": init ready");
       break;
     } else {
       throw Error("unexpected message from container init: " + msg);
@@ -1005,14 +1009,17 @@ int run_container(const GlobalOptions& g, const CreateOptions& o, bool detach, b
   if (console) console->theirs.reset();
   StateStore store(g.root);
   signal_start(store, created.state);
+  log::debug("run " + o.id + ": started");
   run_poststart(created.state);
   if (detach) return 0;
   install_forwarding(created.state.pid);
   int code = wait_for_exit_with_terminal(created.state.pid, console ? console->ours.get() : -1);
+  log::debug("run " + o.id + ": exited");
   if (!keep) {
     try {
       kill_all(created.state, SIGKILL);
       cleanup_stopped(store, created.state);
+      log::debug("run " + o.id + ": cleaned up");
     } catch (const Error& e) {
       fprintf(stderr, "berth: %s\n", e.what());
     }

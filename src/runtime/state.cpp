@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <ctime>
 
 #include "runtime/cgroups.hpp"
@@ -92,13 +93,26 @@ ContainerState StateStore::load(const std::string& id) const {
   validate_container_id(id);
   auto text = read_file_if_exists(path_join(dir(id), "state.json"));
   if (!text) {
-    if (path_exists(dir(id))) {
-      // Created but not yet recorded (create still running, or killed midway).
-      ContainerState s;
-      s.id = id;
-      return s;
+    if (!path_exists(dir(id))) throw Error("container does not exist: " + id, ENOENT);
+    // Create still running, or killed midway: what it recorded so far.
+    ContainerState s;
+    s.id = id;
+    if (auto intent = read_file_if_exists(path_join(dir(id), "intent.json"))) {
+      try {
+        s = ContainerState::from_json(nlohmann::json::parse(*intent));
+      } catch (const nlohmann::json::exception&) {
+        // Torn by a kill mid-write: nothing was made from it yet.
+      }
     }
-    throw Error("container does not exist: " + id, ENOENT);
+    if (auto pid = read_file_if_exists(path_join(dir(id), "init.pid"))) {
+      unsigned long long p = 0, start = 0;
+      if (std::sscanf(pid->c_str(), "%llu %llu", &p, &start) == 2) {
+        s.pid = static_cast<pid_t>(p);
+        s.pid_start_time = start;
+      }
+    }
+    s.created.clear();
+    return s;
   }
   try {
     return ContainerState::from_json(nlohmann::json::parse(*text));
@@ -109,6 +123,14 @@ ContainerState StateStore::load(const std::string& id) const {
 
 void StateStore::save(const ContainerState& state) const {
   write_file_atomic(path_join(dir(state.id), "state.json"), state.to_json().dump(), 0600);
+}
+
+void StateStore::save_intent(const ContainerState& state) const {
+  write_file_atomic(path_join(dir(state.id), "intent.json"), state.to_json().dump(), 0600);
+}
+
+void StateStore::save_init_pid(const std::string& id, pid_t pid, uint64_t start_time) const {
+  write_file_atomic(path_join(dir(id), "init.pid"), std::to_string(pid) + " " + std::to_string(start_time), 0600);
 }
 
 void StateStore::remove(const std::string& id) const { remove_tree(dir(id)); }

@@ -50,7 +50,12 @@ class StateStore {
   bool exists(const std::string& id) const;
   // Throws "container does not exist: <id>" (errnum ENOENT) when missing.
   ContainerState load(const std::string& id) const;
+  // The final record, written once when create has finished.
   void save(const ContainerState& state) const;
+  // Create's intent (intent.json) and, once known, init's pid (init.pid): new
+  // files, never replaced — a rename over an existing file makes ext4 flush.
+  void save_intent(const ContainerState& state) const;
+  void save_init_pid(const std::string& id, pid_t pid, uint64_t start_time) const;
   void remove(const std::string& id) const;
   std::vector<std::string> list() const;
 
