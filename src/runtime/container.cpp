@@ -436,6 +436,7 @@ void bring_up_loopback() {
     const Namespace* user_ns = find_namespace(spec, "user");
     const Namespace* mnt_ns = find_namespace(spec, "mount");
     const Namespace* cg_ns = find_namespace(spec, "cgroup");
+    log::debug("init " + c.id + ": started");
     if (mnt_ns) {
       RootfsContext rc;
       rc.spec = &spec;
@@ -453,6 +454,7 @@ void bring_up_loopback() {
     if (net_ns && net_ns->path.empty()) bring_up_loopback();
     if (mnt_ns) {
       enter_rootfs(c.rootfs, c.no_pivot);
+      log::debug("init " + c.id + ": pivoted");
       // sysctls go in before /proc/sys turns read-only.
       apply_sysctls(spec);
       finalize_rootfs(spec);
@@ -471,6 +473,7 @@ void bring_up_loopback() {
       throw_errno("sethostname " + spec.hostname);
     if (!spec.domainname.empty() && ::setdomainname(spec.domainname.data(), spec.domainname.size()) != 0)
       throw_errno("setdomainname " + spec.domainname);
+    log::debug("init " + c.id + ": rootfs finalized");
     ProcessPlan plan = c.plan;
     std::string exe = prepare_process(plan, state_json);
     std::string fifo = fd_path(c.fifo_fd);
@@ -534,7 +537,9 @@ void write_time_offsets(const Linux& l) {
       }
       unshare_flags |= flag;
     }
+    log::debug("stage1 " + c.id + ": in cgroup, namespaces joined");
     if (unshare_flags && ::unshare(unshare_flags) != 0) throw_errno("unshare namespaces");
+    log::debug("stage1 " + c.id + ": namespaces unshared");
     if ((unshare_flags & CLONE_NEWTIME) && spec.linux_) write_time_offsets(*spec.linux_);
     pid_t pid = ::fork();
     if (pid < 0) throw_errno("fork container init");
