@@ -407,6 +407,8 @@ void validate_sysctls(const Spec& spec) {
   }
 }
 
+void exit_on_signal(int sig) { _exit(128 + sig); }
+
 void apply_sysctls(const Spec& spec) {
   if (!spec.linux_) return;
   for (const auto& [key, value] : spec.linux_->sysctl) {
@@ -437,6 +439,13 @@ void bring_up_loopback() {
     const Namespace* mnt_ns = find_namespace(spec, "mount");
     const Namespace* cg_ns = find_namespace(spec, "cgroup");
     log::debug("init " + c.id + ": started");
+    // As pid 1 of its namespace, init ignores any signal it has no handler for;
+    // `kill ID TERM` must still end a created container (as with runc), so
+    // until execve (which resets them) terminating signals end init.
+    struct sigaction sa = {};
+    sa.sa_handler = exit_on_signal;
+    for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE})
+      ::sigaction(sig, &sa, nullptr);
     if (mnt_ns) {
       RootfsContext rc;
       rc.spec = &spec;

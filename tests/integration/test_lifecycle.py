@@ -331,3 +331,14 @@ def test_list_shows_every_container_and_status(runtime, bundle, make_bundle):
     b = runtime.create_start(b2)
     data = {c["id"]: c["status"] for c in json.loads(runtime.ok(["list", "--format", "json"]).stdout)}
     assert data == {a: "created", b: "running"}
+
+
+def test_term_stops_a_created_container(runtime, bundle):
+    # Before start, init is the runtime's code, not the container's: TERM must end it
+    # although pid 1 of a namespace ignores signals without a handler.
+    bundle.set_args("true")
+    cid = runtime.create(bundle)
+    runtime.ok(["kill", cid, "TERM"])
+    runtime.wait_status(cid, "stopped")
+    runtime.ok(["delete", cid])
+    assert runtime.run(["state", cid]).returncode != 0
