@@ -517,6 +517,32 @@ void write_time_offsets(const Linux& l) {
   if (!text.empty()) write_file("/proc/self/timens_offsets", text, O_WRONLY);
 }
 
+// Forks; the parent sends "pid <child>" on ch before the child may send
+// anything, so the runtime always learns the pid first (the child could
+// otherwise race ahead with "ready" and the runtime would wait on pid 0).
+pid_t fork_after_reporting(const Channel& ch) {
+  int gate[2];
+  if (::pipe2(gate, O_CLOEXEC) != 0) throw_errno("pipe");
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    ::close(gate[1]);
+    char byte = 0;
+    ssize_t n;
+    while ((n = ::read(gate[0], &byte, 1)) < 0 && errno == EINTR) {
+    }
+    // No byte: the parent failed to report us, so nobody supervises us; stop here.
+    if (n != 1) _exit(1);
+    ::close(gate[0]);
+    return 0;
+  }
+  ::close(gate[0]);
+  ch.send("pid " + std::to_string(pid));
+  (void)!::write(gate[1], "1", 1);
+  ::close(gate[1]);
+  return pid;
+}
+
 // stage1: namespaces. Sends "pid <init>" and exits.
 [[noreturn]] void stage1_main(const CreateContext& c, const Channel& ch) {
   try {
@@ -550,10 +576,8 @@ void write_time_offsets(const Linux& l) {
     if (unshare_flags && ::unshare(unshare_flags) != 0) throw_errno("unshare namespaces");
     log::debug("stage1 " + c.id + ": namespaces unshared");
     if ((unshare_flags & CLONE_NEWTIME) && spec.linux_) write_time_offsets(*spec.linux_);
-    pid_t pid = ::fork();
-    if (pid < 0) throw_errno("fork container init");
+    pid_t pid = fork_after_reporting(ch);
     if (pid == 0) init_main(c, ch);
-    ch.send("pid " + std::to_string(pid));
     _exit(0);
   } catch (const std::exception& e) {
     ch.fail(e.what());
@@ -1284,8 +1308,7 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
       }
       for (auto& ns : nsfds)
         if (::setns(ns.fd.get(), ns.flag) != 0) throw_errno("join " + ns.type + " namespace of container " + o.id);
-      pid_t pid = ::fork();
-      if (pid < 0) throw_errno("fork");
+      pid_t pid = fork_after_reporting(child_ch);
       if (pid == 0) {
         try {
           if (plan.process.terminal && ::setsid() < 0) throw_errno("setsid");
@@ -1296,7 +1319,6 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
           child_ch.fail(e.what());
         }
       }
-      child_ch.send("pid " + std::to_string(pid));
       _exit(0);
     } catch (const std::exception& e) {
       child_ch.fail(e.what());
