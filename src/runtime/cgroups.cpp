@@ -836,6 +836,41 @@ CgroupLayout CgroupLayout::parse_mountinfo(const std::string& mountinfo) {
   return layout;
 }
 
+CgroupLayout CgroupLayout::below_own_cgroups() const {
+  CgroupLayout layout = *this;
+  std::map<std::string, std::string> own;  // controller (or "" for v2) → path
+  std::string text = read_file("/proc/self/cgroup");
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    auto c1 = line.find(':');
+    auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string::npos) continue;
+    std::string controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    std::string path = line.substr(c2 + 1);
+    if (path == "/") continue;
+    if (controllers.empty()) {
+      own[""] = path;
+      continue;
+    }
+    size_t start = 0;
+    for (;;) {
+      size_t comma = controllers.find(',', start);
+      own[controllers.substr(start, comma == std::string::npos ? std::string::npos : comma - start)] = path;
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  for (auto& [controller, mount] : layout.v1_mounts)
+    if (auto it = own.find(controller); it != own.end()) mount += it->second;
+  if (!layout.unified_mount.empty())
+    if (auto it = own.find(""); it != own.end()) layout.unified_mount += it->second;
+  return layout;
+}
+
 CgroupLayout CgroupLayout::detect() {
   CgroupLayout layout = parse_mountinfo(read_file("/proc/self/mountinfo"));
   if (layout.unified_mount.empty() && layout.v1_mounts.empty())

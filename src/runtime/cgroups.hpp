@@ -21,6 +21,9 @@ struct CgroupLayout {
   std::map<std::string, std::string> v1_mounts;  // controller → mount point (cpu, memory, …)
 
   static CgroupLayout detect();
+  // Each mount point extended by the calling process's own cgroup in that
+  // hierarchy (/proc/self/cgroup): where relative cgroupsPaths hang, as in runc.
+  CgroupLayout below_own_cgroups() const;
   static CgroupLayout parse_mountinfo(const std::string& mountinfo);
 };
 

@@ -364,7 +364,8 @@ struct CreateContext {
   std::string bundle;
   std::string rootfs;
   std::string cgroup_path;
-  std::map<std::string, std::string> cgroup_v1_mounts;
+  CgroupLayout host_cgroups;       // as mounted on the host
+  CgroupLayout container_cgroups;  // where the container's cgroup hangs (rebased for relative paths)
   bool no_pivot = false;
   ProcessPlan plan;
   std::vector<std::string> v1_task_files;  // stage1 joins these itself (see Cgroup::join_v1_self)
@@ -453,7 +454,8 @@ void bring_up_loopback() {
       rc.new_userns = user_ns != nullptr;
       rc.new_cgroupns = cg_ns && cg_ns->path.empty();
       rc.cgroup_path = c.cgroup_path;
-      rc.cgroup_v1_mounts = c.cgroup_v1_mounts;
+      rc.host_cgroups = &c.host_cgroups;
+      rc.container_cgroups = &c.container_cgroups;
       prepare_rootfs(rc);
     }
     ch.send("hooks");
@@ -613,41 +615,6 @@ bool wait_exit(pid_t pid, int timeout_ms) {
   return n > 0;
 }
 
-// Each hierarchy's mount point extended by our own cgroup in it (/proc/self/cgroup).
-CgroupLayout rebase_on_own_cgroups(CgroupLayout layout) {
-  std::map<std::string, std::string> own;  // controller (or "" for v2) → path
-  std::string text = read_file("/proc/self/cgroup");
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) nl = text.size();
-    std::string line = text.substr(pos, nl - pos);
-    pos = nl + 1;
-    auto c1 = line.find(':');
-    auto c2 = c1 == std::string::npos ? c1 : line.find(':', c1 + 1);
-    if (c2 == std::string::npos) continue;
-    std::string controllers = line.substr(c1 + 1, c2 - c1 - 1);
-    std::string path = line.substr(c2 + 1);
-    if (path == "/") continue;
-    if (controllers.empty()) {
-      own[""] = path;
-      continue;
-    }
-    size_t start = 0;
-    for (;;) {
-      size_t comma = controllers.find(',', start);
-      own[controllers.substr(start, comma == std::string::npos ? std::string::npos : comma - start)] = path;
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-  for (auto& [controller, mount] : layout.v1_mounts)
-    if (auto it = own.find(controller); it != own.end()) mount += it->second;
-  if (!layout.unified_mount.empty())
-    if (auto it = own.find(""); it != own.end()) layout.unified_mount += it->second;
-  return layout;
-}
-
 std::string user_name(uid_t uid) {
   auto entry = lookup_passwd_uid("/etc/passwd", uid);
   return entry ? entry->name : std::to_string(uid);
@@ -686,9 +653,19 @@ Spec load_bundle_spec(const std::string& bundle) {
   return parse_spec(*text);
 }
 
+struct InternalConsole {
+  UniqueFd ours, theirs;
+  static InternalConsole make() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair");
+    return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+  }
+};
+
 struct Created {
   ContainerState state;
   Spec spec;
+  UniqueFd terminal;  // our end of the internal console pair, if any
 };
 
 // Undoes a half-made container: kills what was started, removes cgroup and state.
@@ -734,7 +711,9 @@ class CreateRollback {
   bool committed_ = false;
 };
 
-Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_console_fd) {
+// own_terminal: `run` in the foreground relays a terminal itself when no console socket is given;
+// our end of that pair comes back in Created::terminal.
+Created do_create(const GlobalOptions& g, const CreateOptions& o, bool own_terminal) {
   validate_container_id(o.id);
   std::string bundle = absolute_path(o.bundle);
   Spec spec = load_bundle_spec(bundle);
@@ -750,7 +729,9 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
     if (m.destination.empty()) throw Error("config.json: mount destination must not be empty");
   if (find_namespace(spec, "user") && find_namespace(spec, "user")->path.empty() && spec.linux_->uid_mappings.empty())
     throw Error("config.json: a new user namespace needs linux.uidMappings");
-  if (spec.process->terminal && o.console_socket.empty() && internal_console_fd < 0)
+  std::optional<InternalConsole> internal;
+  if (spec.process->terminal && o.console_socket.empty() && own_terminal) internal = InternalConsole::make();
+  if (spec.process->terminal && o.console_socket.empty() && !internal)
     throw Error("cannot allocate tty if berth will detach without setting console socket");
   if (!spec.process->terminal && !o.console_socket.empty())
     throw Error("cannot use console socket if berth will not detach or allocate tty");
@@ -764,7 +745,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   bool relative = asked.empty() || (asked[0] != '/' && asked.find(':') == std::string::npos);
   std::string cgroup_path = Cgroup::resolve_path(asked.empty() ? o.id : asked, o.id);
   CgroupLayout cgroup_layout = CgroupLayout::detect();
-  if (relative) cgroup_layout = rebase_on_own_cgroups(cgroup_layout);
+  CgroupLayout container_layout = relative ? cgroup_layout.below_own_cgroups() : cgroup_layout;
 
   StateStore store(g.root);
   store.create_dir(o.id);
@@ -779,7 +760,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   state.bundle = bundle;
   state.rootfs = rootfs;
   state.cgroup_path = cgroup_path;
-  state.cgroup_layout = cgroup_layout_to_json(cgroup_layout);
+  state.cgroup_layout = cgroup_layout_to_json(container_layout);
   state.config = spec.raw;
   store.save_intent(state);
 
@@ -791,8 +772,8 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
 
   UniqueFd console;
   if (spec.process->terminal) {
-    if (internal_console_fd >= 0)
-      console.reset(::fcntl(internal_console_fd, F_DUPFD_CLOEXEC, 3));
+    if (internal)
+      console = std::move(internal->theirs);
     else
       console = connect_unix_socket(o.console_socket);
   }
@@ -803,7 +784,8 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   c.bundle = bundle;
   c.rootfs = rootfs;
   c.cgroup_path = cgroup_path;
-  c.cgroup_v1_mounts = cgroup_layout.v1_mounts;
+  c.host_cgroups = cgroup_layout;
+  c.container_cgroups = container_layout;
   c.no_pivot = o.no_pivot;
   c.plan.process = *spec.process;
   c.plan.seccomp = seccomp.get();
@@ -815,7 +797,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   c.lock_fd = lock.get();
 
   // The cgroup exists, with its limits, before anything runs in it.
-  Cgroup cgroup(cgroup_layout, cgroup_path);
+  Cgroup cgroup(container_layout, cgroup_path);
   rollback.set_cgroup(cgroup);
   cgroup.create();
   if (spec.linux_->resources) cgroup.apply(with_default_devices(*spec.linux_->resources));
@@ -875,7 +857,7 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, int internal_c
   store.save(state);
   write_pid_file(o.pid_file, init_pid);
   rollback.commit();
-  return {state, std::move(spec)};
+  return {state, std::move(spec), internal ? std::move(internal->ours) : UniqueFd()};
 }
 
 // Opens exec.fifo's read end and waits for init's byte: init then execs.
@@ -909,8 +891,7 @@ void signal_start(const StateStore& store, const ContainerState& state) {
   }
 }
 
-void run_poststart(const ContainerState& state) {
-  Spec spec = parse_spec(state.config);
+void run_poststart(const ContainerState& state, const Spec& spec) {
   if (spec.hooks.poststart.empty()) return;
   std::string json = oci_state_json(state, Status::Running).dump();
   try {
@@ -972,15 +953,6 @@ void relay_terminal(int master) {
   if (raw) ::tcsetattr(0, TCSANOW, &saved);
 }
 
-struct InternalConsole {
-  UniqueFd ours, theirs;
-  static InternalConsole make() {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair");
-    return {UniqueFd(sv[0]), UniqueFd(sv[1])};
-  }
-};
-
 int wait_for_exit_with_terminal(pid_t pid, int console_sock) {
   UniqueFd master;
   if (console_sock >= 0) {
@@ -994,7 +966,8 @@ int wait_for_exit_with_terminal(pid_t pid, int console_sock) {
   return exit_code_of(status);
 }
 
-void cleanup_stopped(const StateStore& store, const ContainerState& state) {
+// spec: the container's parsed config when the caller has it (else parsed from the state).
+void cleanup_stopped(const StateStore& store, const ContainerState& state, const Spec* spec = nullptr) {
   if (!state.cgroup_path.empty()) {
     Cgroup cg = state_cgroup(state);
     try {
@@ -1003,11 +976,12 @@ void cleanup_stopped(const StateStore& store, const ContainerState& state) {
     }
     cg.destroy();
   }
-  if (state.config.is_object()) {
+  if (spec || state.config.is_object()) {
     try {
-      Spec spec = parse_spec(state.config);
-      if (!spec.hooks.poststop.empty())
-        run_hooks(spec.hooks.poststop, oci_state_json(state, Status::Stopped).dump(), "poststop", state.bundle);
+      std::optional<Spec> parsed;
+      if (!spec) spec = &parsed.emplace(parse_spec(state.config));
+      if (!spec->hooks.poststop.empty())
+        run_hooks(spec->hooks.poststop, oci_state_json(state, Status::Stopped).dump(), "poststop", state.bundle);
     } catch (const Error& e) {
       log::warn(e.what());
     }
@@ -1031,32 +1005,24 @@ void kill_all(const ContainerState& state, int sig) {
 
 // ---------------------------------------------------------------- public operations
 
-void create_container(const GlobalOptions& g, const CreateOptions& o) { do_create(g, o, -1); }
+void create_container(const GlobalOptions& g, const CreateOptions& o) { do_create(g, o, false); }
 
 int run_container(const GlobalOptions& g, const CreateOptions& o, bool detach, bool keep) {
   // Become the reaper of init (stage1 exits), so we can wait for it.
   if (!detach && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) throw_errno("prctl subreaper");
-  std::optional<InternalConsole> console;
-  {
-    // Peek at the spec to know whether we must own the terminal ourselves.
-    Spec spec = load_bundle_spec(absolute_path(o.bundle));
-    if (spec.process && spec.process->terminal && o.console_socket.empty() && !detach)
-      console = InternalConsole::make();
-  }
-  Created created = do_create(g, o, console ? console->theirs.get() : -1);
-  if (console) console->theirs.reset();
+  Created created = do_create(g, o, !detach);
   StateStore store(g.root);
   signal_start(store, created.state);
   log::debug("run " + o.id + ": started");
-  run_poststart(created.state);
+  run_poststart(created.state, created.spec);
   if (detach) return 0;
   install_forwarding(created.state.pid);
-  int code = wait_for_exit_with_terminal(created.state.pid, console ? console->ours.get() : -1);
+  int code = wait_for_exit_with_terminal(created.state.pid, created.terminal.get());
   log::debug("run " + o.id + ": exited");
   if (!keep) {
     try {
       kill_all(created.state, SIGKILL);
-      cleanup_stopped(store, created.state);
+      cleanup_stopped(store, created.state, &created.spec);
       log::debug("run " + o.id + ": cleaned up");
     } catch (const Error& e) {
       fprintf(stderr, "berth: %s\n", e.what());
@@ -1073,7 +1039,7 @@ void start_container(const GlobalOptions& g, const std::string& id) {
   if (st == Status::Stopped) throw Error("cannot start a container that has stopped");
   if (st != Status::Created) throw Error("cannot start an already running container");
   signal_start(store, state);
-  run_poststart(state);
+  run_poststart(state, parse_spec(state.config));
 }
 
 nlohmann::json container_state(const GlobalOptions& g, const std::string& id) {

@@ -144,7 +144,7 @@ void continue_after_symlinks(const std::vector<std::string>& names, const std::s
 }
 
 void mount_cgroup(const RootfsContext& ctx, const Mount& m, const MountFlags& f, int root_fd) {
-  CgroupLayout layout = CgroupLayout::detect();
+  const CgroupLayout& layout = *ctx.host_cgroups;
   unsigned long flags = (f.flags & ~(MS_RDONLY | MS_BIND | MS_REC)) | MS_NOSUID | MS_NODEV | MS_NOEXEC;
   UniqueFd target = mkdir_all_in_root(root_fd, m.destination, false);
   if (layout.unified) {
@@ -157,8 +157,8 @@ void mount_cgroup(const RootfsContext& ctx, const Mount& m, const MountFlags& f,
   std::map<std::string, std::vector<std::string>> by_mount;
   for (auto& [name, mnt] : layout.v1_mounts) by_mount[mnt].push_back(name);
   auto based = [&](const std::string& name, const std::string& mnt) {
-    auto it = ctx.cgroup_v1_mounts.find(name);
-    return it == ctx.cgroup_v1_mounts.end() ? mnt : it->second;
+    auto it = ctx.container_cgroups->v1_mounts.find(name);
+    return it == ctx.container_cgroups->v1_mounts.end() ? mnt : it->second;
   };
   for (auto& [mnt, names] : by_mount) {
     std::string dirname = mnt.substr(mnt.find_last_of('/') + 1);

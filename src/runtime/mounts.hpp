@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "runtime/cgroups.hpp"
 #include "runtime/spec.hpp"
 #include "util/fd.hpp"
 
@@ -40,8 +41,9 @@ struct RootfsContext {
   std::string rootfs;  // absolute host path
   bool new_userns = false;
   bool new_cgroupns = false;
-  std::string cgroup_path;  // the container's cgroup (for /sys/fs/cgroup without a cgroupns)
-  std::map<std::string, std::string> cgroup_v1_mounts;  // controller → mount (+ base), as the container's cgroup uses
+  std::string cgroup_path;                          // the container's cgroup (for /sys/fs/cgroup without a cgroupns)
+  const CgroupLayout* host_cgroups = nullptr;       // hierarchies as mounted on the host
+  const CgroupLayout* container_cgroups = nullptr;  // the same, rebased where the container's cgroup hangs
 };
 
 // In the new mount namespace, before pivot_root: propagation, mounts, devices.
