@@ -455,20 +455,9 @@ int runtime_main(int argc, char** argv) {
                                      {{"--criu"}, true},
                                      {{"--help", "-h"}, false},
                                      {{"--version", "-v"}, false}};
-    // Global flags end at the first positional (the command).
-    std::vector<std::string> head;
-    for (; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      if (a.empty() || a[0] != '-') break;
-      head.push_back(a);
-      bool has_inline = a.find('=') != std::string::npos;
-      std::string name = a.substr(0, a.find('='));
-      bool valued = name == "--root" || name == "-root" || name == "--log" || name == "-log" ||
-                    name == "--log-format" || name == "-log-format" || name == "--rootless" || name == "--criu";
-      if (valued && !has_inline && i + 1 < args.size()) head.push_back(args[++i]);
-    }
-    head.insert(head.begin(), "berth-runtime");
-    Parsed gp = parse_flags(head, 1, globals, false);
+    // Global flags end at the first positional: the command; everything after it is the command's.
+    Parsed gp = parse_flags(args, 1, globals, true);
+    i = args.size() - gp.positionals.size();
     if (!gp.value("--root").empty()) g.root = gp.value("--root");
     log_path = gp.value("--log");
     log_format = gp.value("--log-format", "text");
