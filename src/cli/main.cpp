@@ -1,42 +1,39 @@
-// berth: `berth runtime …` (also reachable as `berth-runtime`, by argv[0]).
+// berth: the engine's command line. `berth runtime …` hands over to the static berth-runtime.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <vector>
 
-#include "runtime/runtime.hpp"
+#include "cli/commands.hpp"
 
 namespace {
 
-const char* kUsage =
-    "usage: berth COMMAND\n"
-    "\n"
-    "commands:\n"
-    "  runtime   the runc-compatible OCI runtime (also installed as berth-runtime)\n";
-
-std::string basename_of(const char* path) {
-  const char* slash = std::strrchr(path, '/');
-  return slash ? slash + 1 : path;
+// The runtime is its own static binary next to this one (or on PATH): exec it, so that
+// `berth runtime run` costs one exec more than berth-runtime and no dynamic loading.
+int exec_runtime(int argc, char** argv) {
+  std::vector<char*> args;
+  std::string name = "berth-runtime";
+  args.push_back(name.data());
+  for (int i = 2; i < argc; i++) args.push_back(argv[i]);
+  args.push_back(nullptr);
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    std::string path(self, static_cast<size_t>(n));
+    path = path.substr(0, path.rfind('/') + 1) + "berth-runtime";
+    execv(path.c_str(), args.data());
+  }
+  execvp("berth-runtime", args.data());
+  std::cerr << "berth: exec berth-runtime: " << std::strerror(errno) << "\n";
+  return 127;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  berth::runtime::set_reexec_argv(argv);
-  if (basename_of(argv[0]) == "berth-runtime") return berth::runtime::runtime_main(argc, argv);
-  if (argc < 2) {
-    std::cerr << kUsage;
-    return 125;
-  }
-  std::string cmd = argv[1];
-  if (cmd == "runtime") return berth::runtime::runtime_main(argc - 1, argv + 1);
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (cmd == "--version" || cmd == "version") {
-    std::cout << "berth version 0.1.0\n";
-    return 0;
-  }
-  std::cerr << "berth: unknown command \"" << cmd << "\"; see 'berth --help'\n";
-  return 125;
+  if (argc >= 2 && std::string(argv[1]) == "runtime") return exec_runtime(argc, argv);
+  return berth::cli::main(argc, argv);
 }
