@@ -1,34 +1,158 @@
 #include "cli/commands.hpp"
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
+#include <vector>
+
+#include "cli/context.hpp"
+#include "cli/handlers.hpp"
 
 namespace berth::cli {
 
 namespace {
-const char* kUsage =
-    "usage: berth COMMAND\n"
-    "\n"
-    "commands:\n"
-    "  runtime   the runc-compatible OCI runtime (also installed as berth-runtime)\n";
+
+struct Entry {
+  std::vector<std::string> words;  // {"image", "ls"}
+  Handler handler;
+  std::string summary;  // empty: an alias, not listed
+};
+
+const std::vector<Entry>& table() {
+  static const std::vector<Entry> t = {
+      {{"pull"}, cmd_pull, "Download an image from a registry"},
+      {{"push"}, cmd_push, "Upload an image to a registry"},
+      {{"images"}, cmd_images, "List images"},
+      {{"tag"}, cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"},
+      {{"rmi"}, cmd_rmi, "Remove one or more images"},
+      {{"history"}, cmd_history, "Show the history of an image"},
+      {{"save"}, cmd_save, "Save one or more images to a tar archive"},
+      {{"load"}, cmd_load, "Load an image from a tar archive"},
+      {{"import"}, cmd_import, "Import the contents from a tarball to create a filesystem image"},
+      {{"login"}, cmd_login, "Log in to a registry"},
+      {{"logout"}, cmd_logout, "Log out from a registry"},
+      {{"image", "ls"}, cmd_images, "List images"},
+      {{"image", "list"}, cmd_images, ""},
+      {{"image", "pull"}, cmd_pull, "Download an image from a registry"},
+      {{"image", "push"}, cmd_push, "Upload an image to a registry"},
+      {{"image", "inspect"}, cmd_image_inspect, "Display detailed information on one or more images"},
+      {{"image", "tag"}, cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"},
+      {{"image", "rm"}, cmd_rmi, "Remove one or more images"},
+      {{"image", "remove"}, cmd_rmi, ""},
+      {{"image", "prune"}, cmd_image_prune, "Remove unused images"},
+      {{"image", "history"}, cmd_history, "Show the history of an image"},
+      {{"image", "mount"}, cmd_image_mount, "Mount an image's root filesystem read-only"},
+      {{"image", "unmount"}, cmd_image_unmount, "Unmount an image mounted with 'berth image mount'"},
+      {{"image", "save"}, cmd_save, "Save one or more images to a tar archive"},
+      {{"image", "load"}, cmd_load, "Load an image from a tar archive"},
+      {{"image", "import"}, cmd_import, "Import the contents from a tarball to create a filesystem image"},
+  };
+  return t;
+}
+
+void print_usage(std::ostream& out, const std::string& group = "") {
+  out << "Usage:  berth [OPTIONS] COMMAND\n\n"
+         "A container engine that keeps your data.\n\n"
+         "Options:\n"
+         "      --root string                Data root (default $BERTH_ROOT or /var/lib/berth)\n"
+         "      --config string              Location of client config files (default ~/.docker)\n"
+         "      --insecure-registry string   Registry allowed over plain HTTP (repeatable)\n"
+         "  -D, --debug                      Enable debug output\n\n"
+         "Commands:\n";
+  for (const auto& e : table()) {
+    if (e.summary.empty()) continue;
+    if (!group.empty() && e.words[0] != group) continue;
+    if (group.empty() && e.words.size() > 1) continue;
+    std::string name = e.words.back();
+    out << "  " << name << std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') << e.summary << "\n";
+  }
+  if (group.empty())
+    out << "  image     Manage images\n"
+           "  runtime   The runc-compatible OCI runtime (also installed as berth-runtime)\n";
+  out << "\nRun 'berth COMMAND --help' for more information on a command.\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::cerr << kUsage;
+  std::vector<std::string> args(argv, argv + argc);
+  Context ctx;
+  const char* env_root = std::getenv("BERTH_ROOT");
+  ctx.root = env_root && *env_root ? env_root : "/var/lib/berth";
+  if (const char* insecure = std::getenv("BERTH_INSECURE_REGISTRIES")) {
+    std::string s = insecure;
+    size_t pos = 0;
+    while (pos <= s.size()) {
+      size_t comma = s.find(',', pos);
+      std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      if (!item.empty()) ctx.insecure_registries.push_back(item);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+  }
+  std::string invocation_name;
+  try {
+    // Global flags come before the command.
+    std::vector<FlagSpec> globals = {
+        {"root", 0, true, "", ""},     {"config", 0, true, "", ""},  {"insecure-registry", 0, true, "", ""},
+        {"debug", 'D', false, "", ""}, {"help", 'h', false, "", ""}, {"version", 'v', false, "", ""}};
+    ParsedArgs g = parse_args(args, 1, globals, false);
+    if (g.has("root")) ctx.root = g.get("root");
+    if (g.has("config")) ctx.docker_config = g.get("config");
+    for (const auto& r : g.all("insecure-registry")) ctx.insecure_registries.push_back(r);
+    ctx.debug = g.has("debug");
+    if (g.has("version")) {
+      std::cout << "berth version 0.1.0\n";
+      return 0;
+    }
+    size_t cmd_at = args.size() - g.positionals.size();
+    if (g.positionals.empty()) {
+      print_usage(g.has("help") ? std::cout : std::cerr);
+      return g.has("help") ? 0 : 125;
+    }
+    std::string first = args[cmd_at];
+    if (first == "help") {
+      print_usage(std::cout);
+      return 0;
+    }
+    if (first == "version") {
+      std::cout << "berth version 0.1.0\n";
+      return 0;
+    }
+    const Entry* best = nullptr;
+    for (const auto& e : table()) {
+      if (cmd_at + e.words.size() > args.size()) continue;
+      bool match = true;
+      for (size_t i = 0; i < e.words.size(); i++) match = match && args[cmd_at + i] == e.words[i];
+      if (match && (!best || e.words.size() > best->words.size())) best = &e;
+    }
+    if (!best) {
+      bool is_group = false;
+      for (const auto& e : table()) is_group = is_group || (e.words.size() > 1 && e.words[0] == first);
+      if (is_group) {
+        bool help = cmd_at + 1 >= args.size() || args[cmd_at + 1] == "--help" || args[cmd_at + 1] == "-h";
+        if (help) {
+          print_usage(cmd_at + 1 < args.size() ? std::cout : std::cerr, first);
+          return cmd_at + 1 < args.size() ? 0 : 125;
+        }
+        throw UsageError("unknown command \"" + args[cmd_at + 1] + "\" for \"berth " + first + "\"");
+      }
+      throw UsageError("unknown command \"" + first + "\" for \"berth\"");
+    }
+    Invocation inv;
+    for (const auto& w : best->words) inv.name += (inv.name.empty() ? "" : " ") + w;
+    invocation_name = inv.name;
+    inv.args = std::vector<std::string>(args.begin() + static_cast<long>(cmd_at), args.end());
+    inv.start = best->words.size();
+    return best->handler(ctx, inv);
+  } catch (const UsageError& e) {
+    std::cerr << "berth: " << e.what() << "\n";
+    std::cerr << "See 'berth " << (invocation_name.empty() ? "" : invocation_name + " ") << "--help'.\n";
     return 125;
+  } catch (const std::exception& e) {
+    std::cerr << "berth: " << e.what() << "\n";
+    return 1;
   }
-  std::string cmd = argv[1];
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (cmd == "--version" || cmd == "version") {
-    std::cout << "berth version 0.1.0\n";
-    return 0;
-  }
-  std::cerr << "berth: unknown command \"" << cmd << "\"; see 'berth --help'\n";
-  return 125;
 }
 
 }  // namespace berth::cli

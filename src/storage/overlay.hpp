@@ -6,10 +6,15 @@
 
 namespace berth::storage {
 
-// Mounts an overlay at target. lowerdirs are ordered top-most first (overlayfs order).
-// Uses the new mount API with one `lowerdir+` per layer, so the layer count is not bounded
-// by the page-sized mount data; falls back to mount(2) with the lowerdir list.
-void mount_overlay(const std::vector<std::string>& lowerdirs, const std::string& upperdir,
-                   const std::string& workdir, const std::string& target);
+// Mounts an overlay at target. lowerdirs are ordered top-most first (overlayfs order); with no
+// upperdir (empty) the overlay is read-only. Uses the new mount API with one `lowerdir+` per layer
+// (Linux ≥ 6.8), so the layer count is not bounded by the page-sized mount data; on older kernels
+// falls back to mount(2), with the lowerdirs named relative to their common parent when the
+// absolute list would not fit in a page.
+void mount_overlay(const std::vector<std::string>& lowerdirs, const std::string& upperdir, const std::string& workdir,
+                   const std::string& target);
+
+// Lazily detaches the overlay at target; a target that is not mounted is fine.
+void unmount_overlay(const std::string& target);
 
 }  // namespace berth::storage

@@ -1,0 +1,51 @@
+#include "cli/humanize.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+namespace berth::cli {
+
+std::string human_size(double size, int precision) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"};
+  size_t i = 0;
+  while (size >= 1000.0 && i + 1 < sizeof kUnits / sizeof kUnits[0]) {
+    size /= 1000.0;
+    i++;
+  }
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.*g%s", precision, size, kUnits[i]);
+  return buf;
+}
+
+std::string human_duration(int64_t seconds) {
+  auto fmt = [](int64_t n, const char* unit) { return std::to_string(n) + " " + unit; };
+  if (seconds < 1) return "Less than a second";
+  if (seconds == 1) return "1 second";
+  if (seconds < 60) return fmt(seconds, "seconds");
+  int64_t minutes = seconds / 60;
+  if (minutes == 1) return "About a minute";
+  if (minutes < 60) return fmt(minutes, "minutes");
+  int64_t hours = static_cast<int64_t>(static_cast<double>(seconds) / 3600.0 + 0.5);
+  if (hours == 1) return "About an hour";
+  if (hours < 48) return fmt(hours, "hours");
+  if (hours < 24 * 7 * 2) return fmt(hours / 24, "days");
+  if (hours < 24 * 30 * 2) return fmt(hours / 24 / 7, "weeks");
+  if (hours < 24 * 365 * 2) return fmt(hours / 24 / 30, "months");
+  return fmt(seconds / 3600 / 24 / 365, "years");
+}
+
+std::string time_ago(int64_t unix_seconds) {
+  if (unix_seconds <= 0) return "N/A";
+  return human_duration(static_cast<int64_t>(::time(nullptr)) - unix_seconds) + " ago";
+}
+
+std::string created_at(int64_t unix_seconds) {
+  time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm {};
+  localtime_r(&t, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %z %Z", &tm);
+  return buf;
+}
+
+}  // namespace berth::cli

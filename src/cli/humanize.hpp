@@ -1,0 +1,18 @@
+// Docker's human-readable sizes and durations (go-units), byte-for-byte.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace berth::cli {
+
+// units.HumanSizeWithPrecision: decimal units (kB, MB, …), %.{precision}g.
+std::string human_size(double bytes, int precision = 4);
+// units.HumanDuration: "Less than a second", "About a minute", "3 weeks", …
+std::string human_duration(int64_t seconds);
+// "2 weeks ago" from a unix time.
+std::string time_ago(int64_t unix_seconds);
+// RFC 3339 in local time like docker's CreatedAt: "2024-01-02 15:04:05 +0000 UTC".
+std::string created_at(int64_t unix_seconds);
+
+}  // namespace berth::cli

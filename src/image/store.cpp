@@ -1,0 +1,514 @@
+#include "image/store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "image/digest.hpp"
+#include "image/oci.hpp"
+#include "image/reference.hpp"
+#include "image/unpack.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+#include "util/sqlite.hpp"
+
+namespace berth::image {
+
+namespace {
+
+const char* kSchema = R"(
+CREATE TABLE IF NOT EXISTS images(
+  id TEXT PRIMARY KEY,
+  config TEXT NOT NULL,
+  manifest_digest TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  added INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS image_layers(
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  chain_id TEXT NOT NULL,
+  diff_id TEXT NOT NULL,
+  blob_digest TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  blob_size INTEGER NOT NULL,
+  PRIMARY KEY(image_id, idx));
+CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
+CREATE TABLE IF NOT EXISTS image_refs(
+  name TEXT PRIMARY KEY,
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  is_digest INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS layers(
+  chain_id TEXT PRIMARY KEY,
+  diff_id TEXT NOT NULL,
+  size INTEGER NOT NULL);
+)";
+
+std::string random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// A bounded byte queue from the producer (network or file) to the unpacking thread.
+class ByteChannel {
+ public:
+  void push(const char* data, size_t len) {
+    std::unique_lock lk(mu_);
+    space_.wait(lk, [&] { return queued_ < kCapacity || aborted_; });
+    if (aborted_) throw Error("layer unpack stopped");
+    chunks_.emplace_back(data, len);
+    queued_ += len;
+    ready_.notify_one();
+  }
+  void close() {
+    std::lock_guard lk(mu_);
+    closed_ = true;
+    ready_.notify_all();
+  }
+  // Stops both ends: the producer's next push throws, the reader sees an error.
+  void abort() {
+    std::lock_guard lk(mu_);
+    aborted_ = true;
+    space_.notify_all();
+    ready_.notify_all();
+  }
+  size_t read(char* buf, size_t len) {
+    std::unique_lock lk(mu_);
+    ready_.wait(lk, [&] { return !chunks_.empty() || closed_ || aborted_; });
+    if (aborted_) throw Error("layer stream aborted");
+    if (chunks_.empty()) return 0;
+    std::string& front = chunks_.front();
+    size_t n = std::min(len, front.size() - offset_);
+    std::memcpy(buf, front.data() + offset_, n);
+    offset_ += n;
+    if (offset_ == front.size()) {
+      queued_ -= front.size();
+      chunks_.pop_front();
+      offset_ = 0;
+      space_.notify_one();
+    }
+    return n;
+  }
+
+ private:
+  static constexpr size_t kCapacity = 16 << 20;
+  std::mutex mu_;
+  std::condition_variable ready_, space_;
+  std::deque<std::string> chunks_;
+  size_t offset_ = 0, queued_ = 0;
+  bool closed_ = false, aborted_ = false;
+};
+
+// Removes a partial blob or layer unless released.
+class TempPath {
+ public:
+  explicit TempPath(std::string path, bool dir) : path_(std::move(path)), dir_(dir) {}
+  ~TempPath() {
+    if (path_.empty()) return;
+    try {
+      if (dir_)
+        remove_tree(path_);
+      else
+        ::unlink(path_.c_str());
+    } catch (...) {
+    }
+  }
+  TempPath(const TempPath&) = delete;
+  TempPath& operator=(const TempPath&) = delete;
+  const std::string& path() const { return path_; }
+  void release() { path_.clear(); }
+
+ private:
+  std::string path_;
+  bool dir_;
+};
+
+int64_t file_size(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) < 0) throw_errno("stat " + path);
+  return st.st_size;
+}
+
+}  // namespace
+
+std::string short_id(std::string_view digest) {
+  std::string_view hex = digest.substr(0, 7) == "sha256:" ? digest.substr(7) : digest;
+  return std::string(hex.substr(0, 12));
+}
+
+ImageStore::ImageStore(const std::string& root) : root_(root) {
+  for (const char* sub : {"content/blobs/sha256", "content/ingest", "layers/.tmp", "locks"})
+    mkdir_p(path_join(root_, sub), 0700);
+  db_ = std::make_unique<sql::Db>(path_join(root_, "state.db"));
+  db_->exec(kSchema);
+}
+
+ImageStore::~ImageStore() = default;
+
+FileLock ImageStore::writer_lease() { return FileLock(root_ + "/locks/gc.lock", FileLock::Mode::Shared); }
+
+std::string ImageStore::blob_path(std::string_view digest) const {
+  require_sha256_digest(digest, "blob");
+  return root_ + "/content/blobs/sha256/" + std::string(digest_hex(digest));
+}
+
+bool ImageStore::has_blob(std::string_view digest) const { return path_exists(blob_path(digest)); }
+
+std::string ImageStore::read_blob(std::string_view digest) const {
+  auto data = read_file_if_exists(blob_path(digest));
+  if (!data) throw Error("blob " + std::string(digest) + " is not in the content store");
+  return *data;
+}
+
+std::string ImageStore::put_blob(std::string_view data, std::string_view expected) {
+  std::string digest = sha256_digest(data);
+  if (!expected.empty() && digest != expected)
+    throw Error("digest mismatch: expected " + std::string(expected) + ", got " + digest);
+  std::string path = blob_path(digest);
+  if (path_exists(path)) return digest;
+  TempPath tmp(root_ + "/content/ingest/put-" + random_suffix(), false);
+  write_file(tmp.path(), data, O_CREAT | O_EXCL | O_WRONLY, 0644);
+  if (::rename(tmp.path().c_str(), path.c_str()) < 0) throw_errno("rename " + tmp.path() + " to " + path);
+  tmp.release();
+  return digest;
+}
+
+std::string ImageStore::layer_dir(std::string_view chain_id) const {
+  require_sha256_digest(chain_id, "layer chain");
+  return root_ + "/layers/" + std::string(digest_hex(chain_id));
+}
+
+bool ImageStore::has_layer(std::string_view chain_id) const {
+  // The rename into layers/ is the commit point of an unpack, so the directory is the truth.
+  return path_exists(layer_dir(chain_id));
+}
+
+namespace {
+
+std::string chain_of(const std::string& parent, const std::string& diff_id) {
+  return parent.empty() ? diff_id : sha256_digest(parent + " " + diff_id);
+}
+
+}  // namespace
+
+bool ImageStore::layer_ready(const LayerSpec& spec) const {
+  if (spec.diff_id.empty() || spec.blob_digest.empty()) return false;
+  return has_blob(spec.blob_digest) && has_layer(chain_of(spec.parent_chain_id, spec.diff_id));
+}
+
+LayerResult ImageStore::ingest_layer(const LayerSpec& spec, const Producer& produce) {
+  FileLock lease = writer_lease();
+  if (!spec.blob_digest.empty()) require_sha256_digest(spec.blob_digest, "layer blob");
+  if (!spec.diff_id.empty()) require_sha256_digest(spec.diff_id, "layer diff_id");
+  std::optional<FileLock> blob_lock, layer_lock;
+  if (!spec.blob_digest.empty())
+    blob_lock.emplace(root_ + "/locks/blob-" + std::string(digest_hex(spec.blob_digest)) + ".lock",
+                      FileLock::Mode::Exclusive);
+  std::string chain = spec.diff_id.empty() ? "" : chain_of(spec.parent_chain_id, spec.diff_id);
+  if (!chain.empty())
+    layer_lock.emplace(root_ + "/locks/layer-" + std::string(digest_hex(chain)) + ".lock", FileLock::Mode::Exclusive);
+
+  LayerResult r;
+  r.media_type = spec.media_type;
+  bool need_blob = spec.blob_digest.empty() || !has_blob(spec.blob_digest);
+  bool need_layer = chain.empty() || !has_layer(chain);
+  auto layer_size = [&](const std::string& c) -> int64_t {
+    sql::Stmt q(*db_, "SELECT size FROM layers WHERE chain_id=?");
+    q.bind(1, c);
+    return q.step() ? q.integer(0) : 0;
+  };
+  if (!need_blob && !need_layer) {
+    r.blob_digest = spec.blob_digest;
+    r.diff_id = spec.diff_id;
+    r.chain_id = chain;
+    r.blob_size = file_size(blob_path(spec.blob_digest));
+    r.size = layer_size(chain);
+    return r;
+  }
+
+  std::optional<TempPath> blob_tmp, layer_tmp;
+  UniqueFd blob_fd;
+  if (need_blob) {
+    blob_tmp.emplace(root_ + "/content/ingest/layer-" + random_suffix(), false);
+    blob_fd = open_or_throw(blob_tmp->path(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  }
+  ByteChannel channel;
+  UnpackResult unpacked;
+  std::exception_ptr unpack_error;
+  // Which side stopped the stream first: its error is the cause, the other's a consequence.
+  std::atomic<bool> producer_failed{false};
+  bool unpacker_failed_first = false;
+  std::thread unpacker;
+  if (need_layer) {
+    layer_tmp.emplace(root_ + "/layers/.tmp/" + random_suffix(), true);
+    if (::mkdir(layer_tmp->path().c_str(), 0755) < 0) throw_errno("mkdir " + layer_tmp->path());
+    unpacker = std::thread([&] {
+      try {
+        unpacked = unpack_layer([&](char* buf, size_t len) { return channel.read(buf, len); }, layer_tmp->path());
+      } catch (...) {
+        unpack_error = std::current_exception();
+        unpacker_failed_first = !producer_failed;
+        channel.abort();
+      }
+    });
+  }
+  Sha256 blob_hash;
+  int64_t blob_size = 0;
+  try {
+    produce([&](const char* data, size_t len) {
+      blob_hash.update(data, len);
+      blob_size += static_cast<int64_t>(len);
+      if (blob_fd) write_all(blob_fd.get(), std::string_view(data, len), "write " + blob_tmp->path());
+      if (need_layer) channel.push(data, len);
+    });
+  } catch (...) {
+    producer_failed = true;
+    channel.abort();
+    if (unpacker.joinable()) unpacker.join();
+    // The unpacker's refusal (a hostile entry) is the real cause when it stopped the stream.
+    if (unpack_error && unpacker_failed_first) std::rethrow_exception(unpack_error);
+    throw;
+  }
+  channel.close();
+  if (unpacker.joinable()) unpacker.join();
+  if (unpack_error) std::rethrow_exception(unpack_error);
+
+  r.blob_digest = blob_hash.digest();
+  r.blob_size = blob_size;
+  if (!spec.blob_digest.empty() && r.blob_digest != spec.blob_digest)
+    throw Error("layer blob digest mismatch: expected " + spec.blob_digest + ", got " + r.blob_digest);
+  if (need_layer) {
+    r.diff_id = unpacked.diff_id;
+    r.size = static_cast<int64_t>(unpacked.content_bytes);
+    if (!spec.diff_id.empty() && r.diff_id != spec.diff_id)
+      throw Error("layer " + r.blob_digest + ": diff_id mismatch: the image config says " + spec.diff_id +
+                  ", the uncompressed layer is " + r.diff_id);
+  } else {
+    r.diff_id = spec.diff_id;
+    r.size = layer_size(chain);
+  }
+  if (chain.empty()) {
+    chain = chain_of(spec.parent_chain_id, r.diff_id);
+    layer_lock.emplace(root_ + "/locks/layer-" + std::string(digest_hex(chain)) + ".lock", FileLock::Mode::Exclusive);
+  }
+  r.chain_id = chain;
+  r.fetched = true;
+
+  if (blob_tmp) {
+    std::string dest = blob_path(r.blob_digest);
+    if (!path_exists(dest)) {
+      if (::rename(blob_tmp->path().c_str(), dest.c_str()) < 0) throw_errno("rename " + blob_tmp->path());
+      blob_tmp->release();
+    }
+  }
+  if (layer_tmp && !has_layer(chain)) {
+    std::string dest = layer_dir(chain);
+    if (::rename(layer_tmp->path().c_str(), dest.c_str()) < 0) throw_errno("rename " + layer_tmp->path());
+    layer_tmp->release();
+  }
+  sql::Stmt ins(*db_, "INSERT OR REPLACE INTO layers(chain_id, diff_id, size) VALUES(?,?,?)");
+  ins.bind(1, chain).bind(2, r.diff_id).bind(3, r.size).run();
+  return r;
+}
+
+void ImageStore::add_image(const ImageRecord& image) {
+  require_sha256_digest(image.id, "image");
+  sql::Transaction tx(*db_);
+  int64_t size = 0;
+  for (const auto& l : image.layers) size += l.size;
+  sql::Stmt(*db_,
+            "INSERT INTO images(id, config, manifest_digest, size, added) VALUES(?,?,?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET manifest_digest=excluded.manifest_digest")
+      .bind(1, image.id)
+      .bind(2, image.config)
+      .bind(3, image.manifest_digest)
+      .bind(4, size)
+      .bind(5, static_cast<int64_t>(::time(nullptr)))
+      .run();
+  sql::Stmt(*db_, "DELETE FROM image_layers WHERE image_id=?").bind(1, image.id).run();
+  sql::Stmt ins(*db_,
+                "INSERT INTO image_layers(image_id, idx, chain_id, diff_id, blob_digest, media_type, blob_size) "
+                "VALUES(?,?,?,?,?,?,?)");
+  for (size_t i = 0; i < image.layers.size(); i++) {
+    const auto& l = image.layers[i];
+    ins.reset();
+    ins.bind(1, image.id)
+        .bind(2, static_cast<int64_t>(i))
+        .bind(3, l.chain_id)
+        .bind(4, l.diff_id)
+        .bind(5, l.blob_digest)
+        .bind(6, l.media_type)
+        .bind(7, l.blob_size)
+        .run();
+  }
+  sql::Stmt ref(*db_, "INSERT OR REPLACE INTO image_refs(name, image_id, is_digest) VALUES(?,?,?)");
+  for (const auto& t : image.repo_tags) {
+    ref.reset();
+    ref.bind(1, t).bind(2, image.id).bind(3, int64_t{0}).run();
+  }
+  for (const auto& d : image.repo_digests) {
+    ref.reset();
+    ref.bind(1, d).bind(2, image.id).bind(3, int64_t{1}).run();
+  }
+  tx.commit();
+}
+
+void ImageStore::add_ref(std::string_view image_id, std::string_view full_name, bool is_digest) {
+  sql::Stmt(*db_, "INSERT OR REPLACE INTO image_refs(name, image_id, is_digest) VALUES(?,?,?)")
+      .bind(1, full_name)
+      .bind(2, image_id)
+      .bind(3, int64_t{is_digest ? 1 : 0})
+      .run();
+}
+
+bool ImageStore::remove_ref(std::string_view full_name) {
+  sql::Stmt(*db_, "DELETE FROM image_refs WHERE name=?").bind(1, full_name).run();
+  return db_->changes() > 0;
+}
+
+ImageRecord ImageStore::load_record(std::string_view id) const {
+  sql::Stmt q(*db_, "SELECT config, manifest_digest, size, added FROM images WHERE id=?");
+  q.bind(1, id);
+  if (!q.step()) throw Error("No such image: " + std::string(id));
+  ImageRecord r;
+  r.id = std::string(id);
+  r.config = q.text(0);
+  r.manifest_digest = q.text(1);
+  r.size = q.integer(2);
+  r.added = q.integer(3);
+  sql::Stmt l(*db_,
+              "SELECT il.chain_id, il.diff_id, il.blob_digest, il.media_type, il.blob_size, COALESCE(ly.size, 0) "
+              "FROM image_layers il LEFT JOIN layers ly ON ly.chain_id = il.chain_id WHERE il.image_id=? "
+              "ORDER BY il.idx");
+  l.bind(1, id);
+  while (l.step()) r.layers.push_back({l.text(0), l.text(1), l.text(2), l.text(3), l.integer(4), l.integer(5)});
+  sql::Stmt refs(*db_, "SELECT name, is_digest FROM image_refs WHERE image_id=? ORDER BY name");
+  refs.bind(1, id);
+  while (refs.step()) (refs.integer(1) ? r.repo_digests : r.repo_tags).push_back(refs.text(0));
+  return r;
+}
+
+ImageRecord ImageStore::get(std::string_view id) const { return load_record(id); }
+
+std::optional<ImageRecord> ImageStore::find(std::string_view text) const {
+  auto by_id = [&](const std::string& id) -> std::optional<ImageRecord> {
+    sql::Stmt q(*db_, "SELECT 1 FROM images WHERE id=?");
+    q.bind(1, id);
+    if (q.step()) return load_record(id);
+    return std::nullopt;
+  };
+  if (is_sha256_digest(text)) return by_id(std::string(text));
+  bool hex = !text.empty() && text.size() <= 64;
+  for (char c : text)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) hex = false;
+  if (text.size() == 64 && hex) return by_id("sha256:" + std::string(text));
+  // A reference first (like docker: "abc" is the repository abc:latest before it is an ID prefix).
+  try {
+    Reference ref = parse_reference(text);
+    sql::Stmt q(*db_, "SELECT image_id FROM image_refs WHERE name=?");
+    q.bind(1, ref.digest.empty() ? ref.name() + ":" + ref.tag : ref.name() + "@" + ref.digest);
+    if (q.step()) return load_record(q.text(0));
+  } catch (const Error&) {
+    if (!hex) throw;
+  }
+  if (!hex) return std::nullopt;
+  std::string prefix = "sha256:" + std::string(text);
+  sql::Stmt q(*db_, "SELECT id FROM images WHERE substr(id, 1, ?) = ?");
+  q.bind(1, static_cast<int64_t>(prefix.size())).bind(2, prefix);
+  std::vector<std::string> ids;
+  while (q.step()) ids.push_back(q.text(0));
+  if (ids.size() > 1) throw Error("image ID prefix \"" + std::string(text) + "\" is ambiguous");
+  if (ids.empty()) return std::nullopt;
+  return load_record(ids[0]);
+}
+
+std::vector<ImageRecord> ImageStore::list() const {
+  std::vector<std::string> ids;
+  sql::Stmt q(*db_, "SELECT id FROM images ORDER BY added DESC, id");
+  while (q.step()) ids.push_back(q.text(0));
+  std::vector<ImageRecord> out;
+  for (const auto& id : ids) out.push_back(load_record(id));
+  return out;
+}
+
+void ImageStore::delete_image_row(std::string_view id) {
+  sql::Stmt(*db_, "DELETE FROM images WHERE id=?").bind(1, id).run();
+}
+
+void ImageStore::delete_image(std::string_view id) {
+  delete_image_row(id);
+  collect_garbage();
+}
+
+int64_t ImageStore::collect_garbage() {
+  FileLock gc(root_ + "/locks/gc.lock", FileLock::Mode::Exclusive);
+  int64_t reclaimed = 0;
+  // Layers: anything under layers/ that no image references (orphans of a crash included).
+  std::set<std::string> keep_layers;
+  {
+    sql::Stmt q(*db_, "SELECT DISTINCT chain_id FROM image_layers");
+    while (q.step()) keep_layers.insert(std::string(digest_hex(q.text(0))));
+  }
+  std::set<std::string> keep_blobs;
+  {
+    sql::Stmt q(*db_,
+                "SELECT blob_digest FROM image_layers UNION SELECT id FROM images "
+                "UNION SELECT manifest_digest FROM images WHERE manifest_digest != '' "
+                "UNION SELECT substr(name, instr(name, '@') + 1) FROM image_refs WHERE is_digest = 1");
+    while (q.step()) {
+      std::string d = q.text(0);
+      if (is_sha256_digest(d)) keep_blobs.insert(std::string(digest_hex(d)));
+    }
+  }
+  auto sweep = [&](const std::string& dir, const std::set<std::string>& keep, bool dirs) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return;
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n == "." || n == ".." || n == ".tmp") continue;
+      if (!keep.count(n)) names.push_back(n);
+    }
+    ::closedir(d);
+    for (const auto& n : names) {
+      std::string p = dir + "/" + n;
+      if (dirs) {
+        sql::Stmt q(*db_, "SELECT size FROM layers WHERE chain_id=?");
+        q.bind(1, "sha256:" + n);
+        if (q.step()) reclaimed += q.integer(0);
+        // Out of layers/ first: a half-removed tree must never look like a complete layer.
+        std::string trash = root_ + "/layers/.tmp/rm-" + n;
+        if (::rename(p.c_str(), trash.c_str()) == 0) p = trash;
+        remove_tree(p);
+        sql::Stmt(*db_, "DELETE FROM layers WHERE chain_id=?").bind(1, "sha256:" + n).run();
+      } else {
+        struct stat st {};
+        if (::stat(p.c_str(), &st) == 0) reclaimed += st.st_size;
+        ::unlink(p.c_str());
+      }
+    }
+  };
+  sweep(root_ + "/layers", keep_layers, true);
+  sweep(root_ + "/content/blobs/sha256", keep_blobs, false);
+  // Partial ingestions: nobody writes while we hold gc.lock exclusively.
+  remove_tree(root_ + "/layers/.tmp");
+  mkdir_p(root_ + "/layers/.tmp", 0700);
+  remove_tree(root_ + "/content/ingest");
+  mkdir_p(root_ + "/content/ingest", 0700);
+  return reclaimed;
+}
+
+}  // namespace berth::image

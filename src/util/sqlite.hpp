@@ -1,0 +1,78 @@
+// Thin RAII wrapper over SQLite: a connection, prepared statements, transactions.
+// Errors become berth::Error naming the database path and the statement.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace berth::sql {
+
+class Db;
+
+class Stmt {
+ public:
+  Stmt(Db& db, std::string_view sql);
+  ~Stmt();
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Binds by position (1-based), chaining.
+  Stmt& bind(int index, std::string_view value);
+  Stmt& bind(int index, int64_t value);
+  Stmt& bind_null(int index);
+  // Steps once: true while a row is available.
+  bool step();
+  // Runs to completion (for statements without rows).
+  void run();
+  void reset();
+
+  std::string text(int column) const;
+  int64_t integer(int column) const;
+  bool is_null(int column) const;
+
+ private:
+  Db& db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  std::string sql_;
+};
+
+class Db {
+ public:
+  // Opens (creating) the database in WAL mode with a busy timeout, so that any number of
+  // berth processes can use it at once.
+  explicit Db(const std::string& path);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  void exec(std::string_view sql);
+  int64_t changes() const;
+  sqlite3* handle() const { return db_; }
+  const std::string& path() const { return path_; }
+  [[noreturn]] void fail(std::string_view what) const;
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+// BEGIN IMMEDIATE … COMMIT; rolls back unless commit() was called.
+class Transaction {
+ public:
+  explicit Transaction(Db& db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit();
+
+ private:
+  Db& db_;
+  bool done_ = false;
+};
+
+}  // namespace berth::sql
