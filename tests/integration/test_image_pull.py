@@ -399,3 +399,33 @@ def test_hostile_layer_is_refused(case, berth, registry_factory, tmp_path):
     assert berth.store_snapshot()["images"] == []
     assert berth.store_snapshot()["layers"] == []
     berth.no_partials()
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.4])
+def test_kill_9_during_pull_leaves_a_consistent_store(delay, berth, registry_factory, tmp_path):
+    import signal
+    import time
+
+    reg = registry_factory()
+    img = ob.build_layout(tmp_path / "layout", tag="v1", platforms=["linux/amd64"],
+                          base_rootfs=_big_rootfs(tmp_path / "big"))
+    ref = ob.push(img, reg, "test/killed")
+    from imagetest import BERTH
+    p = subprocess.Popen([BERTH, "--root", str(berth.root), "--config", str(berth.config_dir), "pull", "-q", ref],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    # Either the whole image or none of it; never a half layer in use.
+    images = berth.ok("images", "-q", "--no-trunc").split()
+    assert images in ([], [img.manifests["linux/amd64"].config_digest])
+    for layer_dir in (berth.root / "layers").iterdir():
+        assert layer_dir.name == ".tmp" or len(layer_dir.name) == 64
+    # The next pull completes it and the result is the image, whole.
+    berth.ok("pull", ref)
+    with mounted(berth, ref, tmp_path / "mnt") as root:
+        assert (root / "big").read_bytes() == (tmp_path / "big" / "big").read_bytes()
+        assert (root / "zstd/hello").exists()
+    # Collection removes whatever the killed pull left half done.
+    berth.ok("image", "prune", "-f")
+    berth.no_partials()
