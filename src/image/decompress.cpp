@@ -1,6 +1,6 @@
 #include "image/decompress.hpp"
 
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -22,8 +22,9 @@ struct Decompressor::State {
   bool detected = false;
   Compression kind = Compression::none;
 
-  z_stream zs{};
-  bool zs_init = false;
+  // gzip through ISA-L's inflate: about twice zlib's speed here, and the layer's
+  // decompression is most of a pull's CPU time.
+  inflate_state zs{};
   bool in_member = false;
   uint64_t member_start = 0;  // stream offset of the current member's header
   uint64_t members = 0;       // complete members so far
@@ -31,10 +32,7 @@ struct Decompressor::State {
   ZSTD_DCtx* zd = nullptr;
   bool frame_open = false;
 
-  ~State() {
-    if (zs_init) inflateEnd(&zs);
-    ZSTD_freeDCtx(zd);
-  }
+  ~State() { ZSTD_freeDCtx(zd); }
 
   uint64_t offset() const { return in_base + in_pos; }
 
@@ -60,13 +58,37 @@ struct Decompressor::State {
     auto* b = reinterpret_cast<const unsigned char*>(in.get());
     if (in_len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
       kind = Compression::gzip;
-      // 15+16: gzip framing only, so a raw zlib stream is not silently accepted.
-      if (inflateInit2(&zs, 15 + 16) != Z_OK) throw Error("layer: zlib init failed");
-      zs_init = true;
+      start_member();
     } else if (in_len >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd) {
       kind = Compression::zstd;
       zd = ZSTD_createDCtx();
       if (!zd) throw Error("layer: zstd init failed");
+    }
+  }
+
+  // ISAL_GZIP: the gzip header and trailer are parsed and the CRC checked, so a raw
+  // deflate or zlib stream is not silently accepted.
+  void start_member() {
+    isal_inflate_init(&zs);
+    zs.crc_flag = ISAL_GZIP;
+  }
+
+  static const char* isal_error(int r) {
+    switch (r) {
+      case ISAL_INVALID_BLOCK:
+        return "invalid deflate block";
+      case ISAL_INVALID_SYMBOL:
+        return "invalid deflate symbol";
+      case ISAL_INVALID_LOOKBACK:
+        return "invalid distance too far back";
+      case ISAL_INVALID_WRAPPER:
+        return "incorrect header check";
+      case ISAL_UNSUPPORTED_METHOD:
+        return "unknown compression method";
+      case ISAL_INCORRECT_CHECKSUM:
+        return "incorrect data check";
+      default:
+        return "inflate error";
     }
   }
 
@@ -94,9 +116,9 @@ struct Decompressor::State {
   }
 
   size_t read_gzip(char* buf, size_t len) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = static_cast<uInt>(std::min<size_t>(len, UINT_MAX));
-    const uInt want = zs.avail_out;
+    zs.next_out = reinterpret_cast<uint8_t*>(buf);
+    zs.avail_out = static_cast<uint32_t>(std::min<size_t>(len, UINT32_MAX));
+    const uint32_t want = zs.avail_out;
     while (zs.avail_out > 0) {
       if (in_pos == in_len && !in_eof) refill();
       if (in_pos == in_len && in_eof && !in_member) break;  // ended between members
@@ -104,20 +126,28 @@ struct Decompressor::State {
         in_member = true;
         member_start = offset();
       }
-      zs.next_in = reinterpret_cast<Bytef*>(in.get() + in_pos);
-      zs.avail_in = static_cast<uInt>(in_len - in_pos);
-      int r = inflate(&zs, Z_NO_FLUSH);
+      zs.next_in = reinterpret_cast<uint8_t*>(in.get() + in_pos);
+      zs.avail_in = static_cast<uint32_t>(in_len - in_pos);
+      uint32_t out_before = zs.avail_out;
+      int r = isal_inflate(&zs);
       in_pos = in_len - zs.avail_in;
-      if (r == Z_STREAM_END) {
+      if (r < 0) {
+        if (members > 0 && zs.total_out == 0) corrupt("gzip", "data after the last member is not gzip", member_start);
+        corrupt("gzip", isal_error(r));
+      }
+      if (zs.block_state == ISAL_BLOCK_FINISH) {
         // Another member may follow; anything else there fails the next header check.
         in_member = false;
         members++;
-        if (inflateReset(&zs) != Z_OK) corrupt("gzip", zs.msg);
-      } else if (r == Z_BUF_ERROR) {
-        if (in_pos == in_len && in_eof) truncated("gzip");
-      } else if (r != Z_OK) {
+        uint8_t* out = zs.next_out;
+        uint32_t avail = zs.avail_out;
+        start_member();
+        zs.next_out = out;
+        zs.avail_out = avail;
+      } else if (zs.avail_out == out_before && in_pos == in_len && in_eof) {
+        // ISA-L waits for a whole header before judging it: a short tail of junk lands here.
         if (members > 0 && zs.total_out == 0) corrupt("gzip", "data after the last member is not gzip", member_start);
-        corrupt("gzip", zs.msg);
+        truncated("gzip");
       }
     }
     return want - zs.avail_out;

@@ -55,13 +55,6 @@ CREATE TABLE IF NOT EXISTS layers(
   size INTEGER NOT NULL);
 )";
 
-std::string random_suffix() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
-}
-
 // A bounded byte queue from the producer (network or file) to the unpacking thread.
 class ByteChannel {
  public:

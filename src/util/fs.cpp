@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <random>
 
 #include "util/error.hpp"
 
@@ -119,6 +121,13 @@ std::string path_join(std::string_view a, std::string_view b) {
   while (!b.empty() && b.front() == '/') b.remove_prefix(1);
   out += b;
   return out;
+}
+
+std::string random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
 }
 
 }  // namespace berth

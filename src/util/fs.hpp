@@ -25,6 +25,8 @@ bool path_exists(const std::string& path);
 void remove_tree(const std::string& path);
 UniqueFd open_or_throw(const std::string& path, int flags, mode_t mode = 0);
 std::string path_join(std::string_view a, std::string_view b);
+// 16 random hex digits, for names of temporary files and directories.
+std::string random_suffix();
 // Writes the whole buffer, retrying on EINTR and short writes.
 void write_all(int fd, std::string_view data, std::string_view what);
 
