@@ -533,7 +533,7 @@ class Bench:
         # -- unpack ----------------------------------------------------------------
         if self.args.no_unpack:
             return
-        if self.wanted("tar") or self.wanted("berth-import"):
+        if self.wanted("tar") or self.wanted("berth-import") or self.wanted("berth-unpack"):
             log("unpack: gunzipping the layers once (untimed)")
             self.tars, self.tar_bytes = gunzip_layers(self.layout, self.work / "tars")
 
@@ -549,6 +549,16 @@ class Bench:
                 return cmds
             self.add(Contender("GNU tar -x", s, tar_x, phase="unpack",
                                note="tar -xf layer-N.tar -C TMP/N for N in 1..6 (one dir per layer)"))
+
+        unpacker = str(Path(berth).resolve().parents[2] / "bench" / "tools" / "berth-unpack-layer") \
+            if berth_ok else ""
+        if self.wanted("berth-unpack") and unpacker and os.access(unpacker, os.X_OK):
+            s = bl.Series("berth unpack", argv0=unpacker)
+
+            def berth_unpack(d: Path) -> list[list[str]]:
+                return [[unpacker, str(t), str(d / str(i + 1))] for i, t in enumerate(self.tars)]
+            self.add(Contender("berth unpack", s, berth_unpack, phase="unpack",
+                               note="berth-unpack-layer layer-N.tar TMP/N for N in 1..6 (the unpacker alone)"))
 
         if self.wanted("berth-import"):
             s = bl.Series("berth import", argv0=berth)
@@ -713,10 +723,12 @@ class Bench:
             rows.append([f"{name} pull median", sec(m) + " s" if m else "-",
                          bl.fmt_ratio(bl.ratio(m, bp)) + " of berth" if m and bp else "", ""])
         if not a.no_unpack:
-            tm, bm = unpack_meds.get("GNU tar -x"), unpack_meds.get("berth import")
-            r = bl.ratio(bm, tm)
-            rows.append(["unpack: berth import / tar -x", bl.fmt_ratio(r), f"<= {GOAL_UNPACK_RATIO:.2f}x",
+            tm, um, bm = (unpack_meds.get(k) for k in ("GNU tar -x", "berth unpack", "berth import"))
+            r = bl.ratio(um, tm)
+            rows.append(["unpack: berth unpacker / tar -x", bl.fmt_ratio(r), f"<= {GOAL_UNPACK_RATIO:.2f}x",
                          goal(r is not None and r <= GOAL_UNPACK_RATIO, r is None)])
+            rows.append(["berth import (unpack + blob copy + image) / tar -x", bl.fmt_ratio(bl.ratio(bm, tm)), "",
+                         ""])
         print(bl.format_table(["measure", "value", "goal", "status"], rows, align="lrrl"))
 
         print("\nfor docs/PERFORMANCE.md:")
@@ -757,8 +769,12 @@ def perf_line(b: Bench, pull: dict, unpack: dict, host: dict) -> str:
             f"{cli_args()}`, {datetime.date.today()}, load {' '.join(host.get('loadavg', []))}): "
             + "; ".join(parts) + ".")
     if unpack:
-        tm, bm = unpack.get("GNU tar -x"), unpack.get("berth import")
-        if tm and bm:
+        tm, um, bm = unpack.get("GNU tar -x"), unpack.get("berth unpack"), unpack.get("berth import")
+        if tm and um:
+            line += (f" Unpack of the same layers uncompressed: berth's unpacker {um / 1000:.2f} s vs GNU tar -x "
+                     f"{tm / 1000:.2f} s ({um / tm:.2f}×)")
+            line += f", berth import {bm / 1000:.2f} s ({bm / tm:.2f}×)." if bm else "."
+        elif tm and bm:
             line += (f" Unpack of the same layers uncompressed: berth import {bm / 1000:.2f} s vs GNU tar -x "
                      f"{tm / 1000:.2f} s ({bm / tm:.2f}×, {b.tar_bytes / 1e6 / (bm / 1000):.0f} vs "
                      f"{b.tar_bytes / 1e6 / (tm / 1000):.0f} MB/s).")
@@ -818,7 +834,7 @@ def main() -> int:
     ap.add_argument("--berth", default=default_berth(),
                     help="berth binary (default $BERTH, else $BERTH_BUILD_DIR or <repo>/build, src/cli/berth)")
     ap.add_argument("--registry", default="/usr/bin/docker-registry", help="Debian's docker-registry binary")
-    ap.add_argument("--only", help="comma-separated subset of: berth,skopeo+umoci,podman,docker,tar,berth-import")
+    ap.add_argument("--only", help="comma-separated subset of: berth,skopeo+umoci,podman,docker,tar,berth-unpack,berth-import")
     ap.add_argument("--no-unpack", action="store_true", help="skip the tar -x / berth import comparison")
     ap.add_argument("--cache-dir", help="where the built image is kept "
                                         "(default $XDG_CACHE_HOME or /var/tmp, berth-bench-pull-v<N>-<seed>)")

@@ -2,6 +2,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -39,8 +40,7 @@ class PullPrinter {
         line(e.layer, "Pulling fs layer");
         return;
       case K::LayerBytes:
-        if (tty_)
-          line(e.layer, "Downloading  " + human_size(double(e.current), 3) + "/" + human_size(double(e.total), 3));
+        if (tty_) line(e.layer, "Downloading  " + bar(e.current, e.total));
         return;
       case K::LayerDone:
         line(e.layer, "Pull complete");
@@ -64,6 +64,15 @@ class PullPrinter {
     size_t up = order_.size() - it->second;
     // Up to the layer's line, rewrite it, back down.
     std::cout << "\033[" << up << "A\r\033[2K" << id << ": " << status << "\r\033[" << up << "B" << std::flush;
+  }
+
+  // Docker's progress bar: [=====>     ] 12.3MB/45.6MB.
+  static std::string bar(int64_t current, int64_t total) {
+    constexpr int kWidth = 50;
+    int filled = total > 0 ? static_cast<int>(kWidth * std::min(current, total) / total) : 0;
+    std::string b = "[" + std::string(static_cast<size_t>(filled), '=');
+    if (filled < kWidth) b += ">" + std::string(static_cast<size_t>(kWidth - filled - 1), ' ');
+    return b + "] " + human_size(double(current), 3) + "/" + human_size(double(total), 3);
   }
 
   bool quiet_, tty_;
