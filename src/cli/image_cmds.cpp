@@ -250,6 +250,38 @@ bool remove_image(Context& ctx, const std::string& name, bool force, bool no_pru
     } catch (const Error&) {
     }
   }
+  // An image under a container is never deleted (its layers are the container's lowerdirs):
+  // the last name can go only with -f, and the image then stays, untagged. Docker deletes it
+  // with -f; berth keeps it so the container keeps working.
+  std::vector<std::string> users = store.image_users(img->id);
+  bool last_name = full_ref.empty() || img->repo_tags.size() + img->repo_digests.size() <= 1 ||
+                   (full_ref.find('@') == std::string::npos && img->repo_tags.size() == 1);
+  if (!users.empty() && last_name && !force) {
+    if (!full_ref.empty())
+      std::cerr << "berth: conflict: unable to remove repository reference \"" << name << "\" (must force) - container "
+                << image::short_id(users.front()) << " is using its referenced image " << image::short_id(img->id)
+                << "\n";
+    else
+      std::cerr << "berth: conflict: unable to delete " << image::short_id(img->id)
+                << " (must be forced) - image is being used by container " << image::short_id(users.front()) << "\n";
+    return false;
+  }
+  if (!users.empty() && force) {
+    std::vector<std::string> names = full_ref.empty() ? img->repo_tags : std::vector<std::string>{full_ref};
+    if (full_ref.empty()) names.insert(names.end(), img->repo_digests.begin(), img->repo_digests.end());
+    for (const auto& n : names) {
+      store.remove_ref(n);
+      std::cout << "Untagged: " << image::familiar_ref(n) << "\n";
+    }
+    // With the last tag go the digest references, as on the path that deletes.
+    ImageRecord now = store.get(img->id);
+    if (now.repo_tags.empty())
+      for (const auto& d : now.repo_digests) {
+        store.remove_ref(d);
+        std::cout << "Untagged: " << image::familiar_ref(d) << "\n";
+      }
+    return true;
+  }
   if (!full_ref.empty()) {
     store.remove_ref(full_ref);
     std::cout << "Untagged: " << image::familiar_ref(full_ref) << "\n";
@@ -337,7 +369,8 @@ int cmd_image_prune(Context& ctx, const Invocation& inv) {
   auto& store = ctx.images();
   std::vector<std::string> lines;
   for (const auto& img : store.list()) {
-    if (!all && !(img.repo_tags.empty() && img.repo_digests.empty())) continue;
+    if (!all && !(img.repo_tags.empty() && img.repo_digests.empty())) continue;  // dangling: no names at all
+    if (!store.image_users(img.id).empty()) continue;  // a container's image is in use, never pruned
     if (until && img.added >= *until) continue;
     json labels = image_labels(img);
     bool ok = true;

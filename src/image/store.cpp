@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS image_refs(
   name TEXT PRIMARY KEY,
   image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
   is_digest INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS image_users(
+  image_id TEXT NOT NULL REFERENCES images(id),
+  user TEXT NOT NULL,
+  PRIMARY KEY(image_id, user));
 CREATE TABLE IF NOT EXISTS layers(
   chain_id TEXT PRIMARY KEY,
   diff_id TEXT NOT NULL,
@@ -438,7 +442,32 @@ std::vector<ImageRecord> ImageStore::list() const {
 }
 
 void ImageStore::delete_image_row(std::string_view id) {
+  sql::Transaction tx(*db_);
+  auto users = image_users(id);
+  if (!users.empty())
+    throw Error("conflict: unable to delete " + short_id(id) + " - image is being used by container " +
+                short_id(users.front()));
   sql::Stmt(*db_, "DELETE FROM images WHERE id=?").bind(1, id).run();
+  tx.commit();
+}
+
+void ImageStore::add_image_user(std::string_view image_id, std::string_view user) {
+  sql::Stmt(*db_, "INSERT OR IGNORE INTO image_users(image_id, user) VALUES(?,?)")
+      .bind(1, image_id)
+      .bind(2, user)
+      .run();
+}
+
+void ImageStore::remove_image_user(std::string_view image_id, std::string_view user) {
+  sql::Stmt(*db_, "DELETE FROM image_users WHERE image_id=? AND user=?").bind(1, image_id).bind(2, user).run();
+}
+
+std::vector<std::string> ImageStore::image_users(std::string_view image_id) const {
+  sql::Stmt q(*db_, "SELECT user FROM image_users WHERE image_id=? ORDER BY user");
+  q.bind(1, image_id);
+  std::vector<std::string> out;
+  while (q.step()) out.push_back(q.text(0));
+  return out;
 }
 
 void ImageStore::delete_image(std::string_view id) {

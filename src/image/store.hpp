@@ -111,9 +111,17 @@ class ImageStore {
   void add_ref(std::string_view image_id, std::string_view full_name, bool is_digest);
   bool remove_ref(std::string_view full_name);
   // Deletes the image row (its refs go too), then collects layers and blobs nothing references.
+  // Refused (Error) while the image has users.
   void delete_image(std::string_view id);
-  // Deletes the image row only; collect_garbage() later frees what it alone used.
+  // Deletes the image row only; collect_garbage() later frees what it alone used. Refused
+  // while the image has users.
   void delete_image_row(std::string_view id);
+
+  // Users of an image (containers, by ID): an image with users is never deleted, so its layers
+  // stay under every container built on them; `rmi -f` can only untag it.
+  void add_image_user(std::string_view image_id, std::string_view user);
+  void remove_image_user(std::string_view image_id, std::string_view user);
+  std::vector<std::string> image_users(std::string_view image_id) const;
   // Removes unreferenced layers and blobs and partial ingestions; returns bytes reclaimed.
   int64_t collect_garbage();
 

@@ -429,3 +429,29 @@ def test_kill_9_during_pull_leaves_a_consistent_store(delay, berth, registry_fac
     # Collection removes whatever the killed pull left half done.
     berth.ok("image", "prune", "-f")
     berth.no_partials()
+
+
+def test_rmi_and_prune_spare_an_image_in_use(berth, single):
+    # Containers register as users of their image (state.db image_users); until `berth run`
+    # exists (issue 4) the row is written here directly, as a container would.
+    import sqlite3
+
+    img, ref = single
+    berth.ok("pull", ref)
+    image_id = img.manifests["linux/amd64"].config_digest
+    container = "sha256:" + "c" * 64
+    with sqlite3.connect(berth.root / "state.db") as db:
+        db.execute("INSERT INTO image_users(image_id, user) VALUES(?, ?)", (image_id, container))
+    r = berth.fails("rmi", ref)
+    assert "must force" in r.stderr and "cccccccccccc" in r.stderr
+    r = berth.fails("rmi", image_id)
+    assert "must be forced" in r.stderr
+    assert "Total reclaimed space: 0B" in berth.ok("image", "prune", "-a", "-f")
+    out = berth.ok("rmi", "-f", ref)
+    assert out.strip().splitlines() == [f"Untagged: {ref}", f"Untagged: {ref.rsplit(':', 1)[0]}@{img.digest}"]
+    # Kept, untagged, with its layers: the container's root filesystem still mounts.
+    assert berth.ok("images", "-q", "--no-trunc").split() == [image_id]
+    with sqlite3.connect(berth.root / "state.db") as db:
+        db.execute("DELETE FROM image_users")
+    berth.ok("image", "prune", "-f")
+    assert berth.store_snapshot() == {"images": [], "layers": [], "blobs": []}

@@ -158,4 +158,27 @@ TEST_F(StoreTest, GarbageCollectionKeepsSharedLayers) {
   EXPECT_TRUE(store_->list().empty());
 }
 
+TEST_F(StoreTest, ImagesWithUsersAreNeverDeleted) {
+  std::string tar = make_tar("f", "used");
+  LayerResult l = store_->ingest_layer({"", "", "", ""}, from(tar));
+  ImageRecord img = image_of(l, "docker.io/library/used:1");
+  store_->add_image(img);
+  store_->add_image_user(img.id, "sha256:" + std::string(64, 'c'));
+  try {
+    store_->delete_image(img.id);
+    FAIL() << "deleted an image in use";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cccccccccccc"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(store_->find(img.id).has_value());
+  EXPECT_TRUE(store_->has_layer(l.chain_id));
+  // Untagged, it is still kept (and so are its layers) until the last user goes.
+  store_->remove_ref("docker.io/library/used:1");
+  store_->collect_garbage();
+  EXPECT_TRUE(store_->has_layer(l.chain_id));
+  store_->remove_image_user(img.id, "sha256:" + std::string(64, 'c'));
+  store_->delete_image(img.id);
+  EXPECT_FALSE(store_->has_layer(l.chain_id));
+}
+
 }  // namespace
