@@ -311,7 +311,11 @@ def test_disk_full_fails_cleanly(registry_factory, tmp_path):
     ref = ob.push(img, reg, "test/big")
     small = tmp_path / "small"
     small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)
+    # A small loop-mounted ext4 as the data root: the image does not fit.
+    disk = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "6M", str(disk)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(disk)], check=True, capture_output=True)
+    subprocess.run(["mount", "-o", "loop", str(disk), str(small)], check=True)
     try:
         b = Berth(small / "root", config_dir=tmp_path / "cfg")
         r = b.fails("pull", ref)
