@@ -216,9 +216,9 @@ int cmd_login(Context& ctx, const Invocation& inv) {
     std::getline(std::cin, creds.username);
     if (creds.username.empty() && stored) creds.username = stored->username;
   }
-  if (creds.username.empty()) throw Error("Error: Non-null Username Required");
+  if (creds.username.empty()) throw Error("Non-null Username Required");
   if (creds.password.empty()) creds.password = read_password_from_tty("Password: ");
-  if (creds.password.empty()) throw Error("Error: Non-null Password Required");
+  if (creds.password.empty()) throw Error("Non-null Password Required");
   image::Reference probe = image::parse_reference(domain + "/berth-login-probe");
   image::RegistryOptions opts;
   opts.insecure_registries = ctx.insecure_registries;
