@@ -36,17 +36,21 @@ NameTag split_ref(const std::string& full) {
   }
 }
 
-json image_labels(const ImageRecord& img) {
-  json cfg = json::parse(img.config, nullptr, false);
-  if (cfg.is_object() && cfg.contains("config") && cfg["config"].is_object() && cfg["config"].contains("Labels") &&
-      cfg["config"]["Labels"].is_object())
-    return cfg["config"]["Labels"];
-  return json::object();
-}
+// What the list filters need from an image config, parsed once per image.
+struct ImageMeta {
+  json labels = json::object();
+  int64_t created = 0;
+};
 
-int64_t image_created(const ImageRecord& img) {
+ImageMeta image_meta(const ImageRecord& img) {
+  ImageMeta m;
   json cfg = json::parse(img.config, nullptr, false);
-  return cfg.is_object() ? image::parse_rfc3339(cfg.value("created", "")) : 0;
+  if (!cfg.is_object()) return m;
+  m.created = image::parse_rfc3339(cfg.value("created", ""));
+  if (cfg.contains("config") && cfg["config"].is_object() && cfg["config"].contains("Labels") &&
+      cfg["config"]["Labels"].is_object())
+    m.labels = cfg["config"]["Labels"];
+  return m;
 }
 
 bool label_matches(const json& labels, const std::string& filter) {
@@ -117,17 +121,17 @@ int cmd_images(Context& ctx, const Invocation& inv) {
     if (dangling && *dangling != img.repo_tags.empty()) continue;
     if (before && img.added >= *before) continue;
     if (since && img.added <= *since) continue;
-    json labels = image_labels(img);
+    ImageMeta meta = image_meta(img);
     bool labels_ok = true;
-    for (const auto& lf : label_filters) labels_ok = labels_ok && label_matches(labels, lf);
+    for (const auto& lf : label_filters) labels_ok = labels_ok && label_matches(meta.labels, lf);
     if (!labels_ok) continue;
-    int64_t created = image_created(img);
+    int64_t created = meta.created;
     auto make_row = [&](const std::string& repo, const std::string& tag, const std::string& digest) {
       json r = {{"ID", display_id(img.id, no_trunc)},
                 {"Repository", repo},
                 {"Tag", tag},
                 {"Digest", digest},
-                {"CreatedSince", image::parse_rfc3339("") == created ? "N/A" : time_ago(created)},
+                {"CreatedSince", time_ago(created)},
                 {"CreatedAt", created_at(created)},
                 {"Size", human_size(static_cast<double>(img.size), 3)},
                 {"VirtualSize", human_size(static_cast<double>(img.size), 3)},
@@ -372,7 +376,7 @@ int cmd_image_prune(Context& ctx, const Invocation& inv) {
     if (!all && !(img.repo_tags.empty() && img.repo_digests.empty())) continue;  // dangling: no names at all
     if (!store.image_users(img.id).empty()) continue;  // a container's image is in use, never pruned
     if (until && img.added >= *until) continue;
-    json labels = image_labels(img);
+    json labels = image_meta(img).labels;
     bool ok = true;
     for (const auto& lf : label_filters) ok = ok && label_matches(labels, lf);
     if (!ok) continue;

@@ -175,8 +175,12 @@ std::vector<std::string> config_diff_ids(const json& config) {
 
 std::vector<std::string> chain_ids(const std::vector<std::string>& diff_ids) {
   std::vector<std::string> out;
-  for (const auto& d : diff_ids) out.push_back(out.empty() ? d : sha256_digest(out.back() + " " + d));
+  for (const auto& d : diff_ids) out.push_back(chain_id(out.empty() ? "" : out.back(), d));
   return out;
+}
+
+std::string chain_id(const std::string& parent, const std::string& diff_id) {
+  return parent.empty() ? diff_id : sha256_digest(parent + " " + diff_id);
 }
 
 }  // namespace berth::image

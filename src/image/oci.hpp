@@ -73,5 +73,7 @@ const Descriptor* select_manifest(const Index& index, const Platform& platform);
 std::vector<std::string> config_diff_ids(const nlohmann::json& config);
 // chain_id(L0) = diff_id(L0); chain_id(Ln) = sha256(chain_id(Ln-1) + " " + diff_id(Ln)).
 std::vector<std::string> chain_ids(const std::vector<std::string>& diff_ids);
+// One step of that: the chain ID of diff_id on top of parent (empty for the bottom layer).
+std::string chain_id(const std::string& parent, const std::string& diff_id);
 
 }  // namespace berth::image

@@ -12,7 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "image/digest.hpp"
+#include "image/oci.hpp"
 #include "util/error.hpp"
+#include "util/strings.hpp"
 
 namespace berth::image {
 
@@ -104,20 +106,6 @@ std::string curl_escape(std::string_view s) {
   CurlString out(curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size())));
   if (!out) throw Error("libcurl: out of memory");
   return out.get();
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
 }
 
 // "https://user@host:port/path" -> "host:port", with the scheme's default port made explicit.
@@ -810,8 +798,8 @@ RegistryClient::Manifest RegistryClient::get_manifest(std::string_view tag_or_di
   req.verify_tls = impl_->verify_url(req.url);
   req.follow_redirects = true;
   req.max_body = kMaxManifestBytes;
-  req.headers.push_back("Accept: " + std::string(kMediaTypeOciIndex) + ", " + std::string(kMediaTypeOciManifest) +
-                        ", " + std::string(kMediaTypeDockerList) + ", " + std::string(kMediaTypeDockerManifest));
+  req.headers.push_back("Accept: " + std::string(media::kOciIndex) + ", " + std::string(media::kOciManifest) + ", " +
+                        std::string(media::kDockerList) + ", " + std::string(media::kDockerManifest));
   HttpResponse resp = impl_->request(req, Access::Pull);
   if (resp.status == 404) {
     std::string msg = registry_message(resp);

@@ -30,11 +30,6 @@
 
 namespace berth::image {
 
-inline constexpr std::string_view kMediaTypeOciIndex = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kMediaTypeOciManifest = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr std::string_view kMediaTypeDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
-inline constexpr std::string_view kMediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
-
 struct RegistryOptions {
   std::vector<std::string> insecure_registries;  // domains (host[:port]) or IP CIDRs ("10.0.0.0/8")
   std::optional<Credentials> credentials;        // from auth_config or login flags

@@ -193,17 +193,9 @@ bool ImageStore::has_layer(std::string_view chain_id) const {
   return path_exists(layer_dir(chain_id));
 }
 
-namespace {
-
-std::string chain_of(const std::string& parent, const std::string& diff_id) {
-  return parent.empty() ? diff_id : sha256_digest(parent + " " + diff_id);
-}
-
-}  // namespace
-
 bool ImageStore::layer_ready(const LayerSpec& spec) const {
   if (spec.diff_id.empty() || spec.blob_digest.empty()) return false;
-  return has_blob(spec.blob_digest) && has_layer(chain_of(spec.parent_chain_id, spec.diff_id));
+  return has_blob(spec.blob_digest) && has_layer(chain_id(spec.parent_chain_id, spec.diff_id));
 }
 
 LayerResult ImageStore::ingest_layer(const LayerSpec& spec, const Producer& produce) {
@@ -214,7 +206,7 @@ LayerResult ImageStore::ingest_layer(const LayerSpec& spec, const Producer& prod
   if (!spec.blob_digest.empty())
     blob_lock.emplace(root_ + "/locks/blob-" + std::string(digest_hex(spec.blob_digest)) + ".lock",
                       FileLock::Mode::Exclusive);
-  std::string chain = spec.diff_id.empty() ? "" : chain_of(spec.parent_chain_id, spec.diff_id);
+  std::string chain = spec.diff_id.empty() ? "" : chain_id(spec.parent_chain_id, spec.diff_id);
   if (!chain.empty())
     layer_lock.emplace(root_ + "/locks/layer-" + std::string(digest_hex(chain)) + ".lock", FileLock::Mode::Exclusive);
 
@@ -298,7 +290,7 @@ LayerResult ImageStore::ingest_layer(const LayerSpec& spec, const Producer& prod
     r.size = layer_size(chain);
   }
   if (chain.empty()) {
-    chain = chain_of(spec.parent_chain_id, r.diff_id);
+    chain = chain_id(spec.parent_chain_id, r.diff_id);
     layer_lock.emplace(root_ + "/locks/layer-" + std::string(digest_hex(chain)) + ".lock", FileLock::Mode::Exclusive);
   }
   r.chain_id = chain;
