@@ -97,6 +97,28 @@ bool is_print(char32_t r) {
   return true;
 }
 
+// The two-character escapes of Go string literals (go: \a and \v too) and of JSON; nullptr if none.
+const char* short_escape(char32_t r, bool go) {
+  switch (r) {
+    case '\a':
+      return go ? "\\a" : nullptr;
+    case '\b':
+      return "\\b";
+    case '\f':
+      return "\\f";
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    case '\v':
+      return go ? "\\v" : nullptr;
+    default:
+      return nullptr;
+  }
+}
+
 // strconv.Quote (quote '"') and strconv.QuoteRune's body (quote '\'').
 std::string go_quote(std::string_view s, char quote = '"') {
   std::string out(1, quote);
@@ -115,36 +137,14 @@ std::string go_quote(std::string_view s, char quote = '"') {
       out.append(s.substr(i, len));
       continue;
     }
-    switch (r) {
-      case '\a':
-        out += "\\a";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\v':
-        out += "\\v";
-        break;
-      default:
-        if (r < 0x20 || r == 0x7F)
-          out += "\\x" + hex(r, 2);
-        else if (r < 0x10000)
-          out += "\\u" + hex(r, 4);
-        else
-          out += "\\U" + hex(r, 8);
-    }
+    if (const char* e = short_escape(r, true))
+      out += e;
+    else if (r < 0x20 || r == 0x7F)
+      out += "\\x" + hex(r, 2);
+    else if (r < 0x10000)
+      out += "\\u" + hex(r, 4);
+    else
+      out += "\\U" + hex(r, 8);
   }
   out += quote;
   return out;
@@ -274,25 +274,8 @@ void json_quote(std::string& out, std::string_view s) {
       out += '\\';
       out += static_cast<char>(r);
     } else if (r < 0x20) {
-      switch (r) {
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          out += "\\u00" + hex(r, 2);
-      }
+      const char* e = short_escape(r, false);
+      out += e ? std::string(e) : "\\u00" + hex(r, 2);
     } else if (r == 0x2028 || r == 0x2029) {
       // Escaped even without HTML escaping: JavaScript treats them as line terminators.
       out += r == 0x2028 ? "\\u2028" : "\\u2029";
