@@ -7,6 +7,7 @@
 
 #include "cli/context.hpp"
 #include "cli/handlers.hpp"
+#include "engine/engine.hpp"
 
 namespace berth::cli {
 
@@ -46,6 +47,46 @@ const std::vector<Entry>& table() {
       {{"image", "save"}, cmd_save, "Save one or more images to a tar archive"},
       {{"image", "load"}, cmd_load, "Load an image from a tar archive"},
       {{"image", "import"}, cmd_import, "Import the contents from a tarball to create a filesystem image"},
+      {{"create"}, cmd_create, "Create a new container"},
+      {{"run"}, cmd_run, "Create and run a new container from an image"},
+      {{"start"}, cmd_start, "Start one or more stopped containers"},
+      {{"stop"}, cmd_stop, "Stop one or more running containers"},
+      {{"restart"}, cmd_restart, "Restart one or more containers"},
+      {{"kill"}, cmd_kill, "Kill one or more running containers"},
+      {{"rm"}, cmd_rm, "Remove one or more containers"},
+      {{"wait"}, cmd_wait, "Block until one or more containers stop, then print their exit codes"},
+      {{"rename"}, cmd_rename, "Rename a container"},
+      {{"pause"}, cmd_pause, "Pause all processes within one or more containers"},
+      {{"unpause"}, cmd_unpause, "Unpause all processes within one or more containers"},
+      {{"ps"}, cmd_ps, "List containers"},
+      {{"inspect"}, cmd_inspect, "Return low-level information on Docker objects"},
+      {{"logs"}, cmd_logs, "Fetch the logs of a container"},
+      {{"exec"}, cmd_exec, "Execute a command in a running container"},
+      {{"container", "exec"}, cmd_exec, "Execute a command in a running container"},
+      {{"container", "create"}, cmd_create, "Create a new container"},
+      {{"container", "run"}, cmd_run, "Create and run a new container from an image"},
+      {{"container", "start"}, cmd_start, "Start one or more stopped containers"},
+      {{"container", "stop"}, cmd_stop, "Stop one or more running containers"},
+      {{"container", "restart"}, cmd_restart, "Restart one or more containers"},
+      {{"container", "kill"}, cmd_kill, "Kill one or more running containers"},
+      {{"container", "rm"}, cmd_rm, "Remove one or more containers"},
+      {{"container", "remove"}, cmd_rm, ""},
+      {{"container", "wait"}, cmd_wait, "Block until one or more containers stop, then print their exit codes"},
+      {{"container", "rename"}, cmd_rename, "Rename a container"},
+      {{"container", "pause"}, cmd_pause, "Pause all processes within one or more containers"},
+      {{"container", "unpause"}, cmd_unpause, "Unpause all processes within one or more containers"},
+      {{"container", "ls"}, cmd_ps, "List containers"},
+      {{"container", "list"}, cmd_ps, ""},
+      {{"container", "ps"}, cmd_ps, ""},
+      {{"container", "inspect"}, cmd_inspect, "Display detailed information on one or more containers"},
+      {{"container", "logs"}, cmd_logs, "Fetch the logs of a container"},
+      {{"volume", "create"}, cmd_volume_create, "Create a volume"},
+      {{"volume", "ls"}, cmd_volume_ls, "List volumes"},
+      {{"volume", "list"}, cmd_volume_ls, ""},
+      {{"volume", "inspect"}, cmd_volume_inspect, "Display detailed information on one or more volumes"},
+      {{"volume", "rm"}, cmd_volume_rm, "Remove one or more volumes"},
+      {{"volume", "remove"}, cmd_volume_rm, ""},
+      {{"volume", "prune"}, cmd_volume_prune, "Remove unused local volumes"},
   };
   return t;
 }
@@ -149,6 +190,9 @@ int main(int argc, char** argv) {
     std::cerr << "berth: " << e.what() << "\n";
     std::cerr << "See 'berth " << (invocation_name.empty() ? "" : invocation_name + " ") << "--help'.\n";
     return 125;
+  } catch (const engine::StatusError& e) {
+    std::cerr << "berth: " << e.what() << "\n";
+    return e.status();
   } catch (const std::exception& e) {
     std::cerr << "berth: " << e.what() << "\n";
     return 1;

@@ -2,6 +2,9 @@
 
 #include <cstdlib>
 
+#include "engine/engine.hpp"
+#include "engine/schema.hpp"
+#include "engine/volumes.hpp"
 #include "image/auth_config.hpp"
 #include "image/reference.hpp"
 #include "image/registry.hpp"
@@ -19,6 +22,23 @@ image::ImageStore& Context::images() {
     images_ = std::make_unique<image::ImageStore>(root);
   }
   return *images_;
+}
+
+engine::VolumeStore& Context::volumes() {
+  if (!volumes_) {
+    engine::ensure_schema(images().db());
+    volumes_ = std::make_unique<engine::VolumeStore>(images().db(), root);
+    volumes_->reconcile();  // cheap when nothing is pending
+  }
+  return *volumes_;
+}
+
+engine::Engine& Context::engine() {
+  if (!engine_) {
+    engine_ = std::make_unique<engine::Engine>(root, images(), volumes());
+    engine_->reconcile();
+  }
+  return *engine_;
 }
 
 std::string Context::auth_config_path() const {

@@ -14,6 +14,11 @@ struct Reference;
 struct RegistryOptions;
 }  // namespace berth::image
 
+namespace berth::engine {
+class Engine;
+class VolumeStore;
+}  // namespace berth::engine
+
 namespace berth::cli {
 
 struct Context {
@@ -23,6 +28,10 @@ struct Context {
   bool debug = false;
 
   image::ImageStore& images();
+  // The volume store on images()'s state.db; opening it reconciles crashed volume changes.
+  engine::VolumeStore& volumes();
+  // The container engine; the first call reconciles what crashed commands left.
+  engine::Engine& engine();
   // Registry options for ref: insecure registries and the stored credentials for its registry.
   image::RegistryOptions registry_options(const image::Reference& ref) const;
   // Path of the credentials file (config.json in docker's format).
@@ -33,6 +42,8 @@ struct Context {
 
  private:
   std::unique_ptr<image::ImageStore> images_;
+  std::unique_ptr<engine::VolumeStore> volumes_;  // after images_: destroyed first, it uses its db
+  std::unique_ptr<engine::Engine> engine_;
 };
 
 // One command invocation: args[0..start) are the command words ("image", "ls").

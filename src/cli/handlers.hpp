@@ -24,4 +24,28 @@ int cmd_save(Context&, const Invocation&);
 int cmd_load(Context&, const Invocation&);
 int cmd_import(Context&, const Invocation&);
 
+// volume_cmds.cpp
+int cmd_volume_create(Context&, const Invocation&);
+int cmd_volume_ls(Context&, const Invocation&);
+int cmd_volume_inspect(Context&, const Invocation&);
+int cmd_volume_rm(Context&, const Invocation&);
+int cmd_volume_prune(Context&, const Invocation&);
+
+// container_cmds.cpp
+int cmd_create(Context&, const Invocation&);
+int cmd_run(Context&, const Invocation&);
+int cmd_start(Context&, const Invocation&);
+int cmd_stop(Context&, const Invocation&);
+int cmd_restart(Context&, const Invocation&);
+int cmd_kill(Context&, const Invocation&);
+int cmd_rm(Context&, const Invocation&);
+int cmd_wait(Context&, const Invocation&);
+int cmd_rename(Context&, const Invocation&);
+int cmd_pause(Context&, const Invocation&);
+int cmd_unpause(Context&, const Invocation&);
+int cmd_ps(Context&, const Invocation&);
+int cmd_inspect(Context&, const Invocation&);
+int cmd_logs(Context&, const Invocation&);
+int cmd_exec(Context&, const Invocation&);
+
 }  // namespace berth::cli

@@ -1,0 +1,1003 @@
+#include "engine/engine.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "engine/mounts.hpp"
+#include "engine/names.hpp"
+#include "engine/oci_spec.hpp"
+#include "engine/process.hpp"
+#include "engine/schema.hpp"
+#include "engine/volumes.hpp"
+#include "image/store.hpp"
+#include "logs/json_file.hpp"
+#include "shim/protocol.hpp"
+#include "storage/overlay.hpp"
+#include "util/fault.hpp"
+#include "util/fs.hpp"
+#include "util/sqlite.hpp"
+#include "util/strings.hpp"
+
+namespace berth::engine {
+
+namespace {
+
+using nlohmann::json;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string run_dir() {
+  const char* env = std::getenv("BERTH_RUN_DIR");
+  return env && *env ? env : "/run/berth";
+}
+
+// The shim holds shim.lock exclusively for its whole life.
+bool shim_alive(const std::string& state_dir) {
+  UniqueFd fd(::open((state_dir + "/shim.lock").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;
+  return errno == EWOULDBLOCK;
+}
+
+json read_json_file(const std::string& path) {
+  auto text = read_file_if_exists(path);
+  if (!text) return nullptr;
+  json j = json::parse(*text, nullptr, false);
+  return j.is_discarded() ? json(nullptr) : j;
+}
+
+std::string jstr(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t jint(const json& j, const char* key, int64_t def = 0) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<int64_t>() : def;
+}
+
+bool is_mountpoint(const std::string& path) {
+  struct stat here, parent;
+  if (::stat(path.c_str(), &here) != 0) return false;
+  if (::stat((path + "/..").c_str(), &parent) != 0) return false;
+  return here.st_dev != parent.st_dev;
+}
+
+// Per-container lock: start, stop, rm and reconcile of one container never interleave.
+class ContainerLock {
+ public:
+  ContainerLock(const std::string& root, const std::string& id, bool wait) {
+    mkdir_p(root + "/locks", 0700);
+    path_ = root + "/locks/container-" + id + ".lock";
+    fd_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd_) throw_errno("open " + path_);
+    while (::flock(fd_.get(), LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+      if (errno == EINTR) continue;
+      if (errno == EWOULDBLOCK) {
+        fd_.reset();
+        return;
+      }
+      throw_errno("flock " + path_);
+    }
+  }
+  bool held() const { return static_cast<bool>(fd_); }
+  // After the container is gone: the lock file goes too (a late waiter finds no container).
+  void remove_file() { ::unlink(path_.c_str()); }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
+
+const char* kColumns =
+    "id,name,image_id,image_name,created_ns,state,config,mounts,pid,exit_code,started_at,finished_at,"
+    "restart_count,error";
+
+Container row_to_container(sql::Stmt& s) {
+  Container c;
+  c.id = s.text(0);
+  c.name = s.text(1);
+  c.image_id = s.text(2);
+  c.image_name = s.text(3);
+  c.created_ns = s.integer(4);
+  c.state = s.text(5);
+  c.config = json::parse(s.text(6), nullptr, false);
+  if (c.config.is_discarded()) c.config = json::object();
+  c.mounts = json::parse(s.text(7), nullptr, false);
+  if (c.mounts.is_discarded()) c.mounts = json::array();
+  c.pid = static_cast<int>(s.integer(8));
+  c.exit_code = static_cast<int>(s.integer(9));
+  c.started_at = s.text(10);
+  c.finished_at = s.text(11);
+  c.restart_count = static_cast<int>(s.integer(12));
+  c.error = s.text(13);
+  return c;
+}
+
+}  // namespace
+
+int parse_signal_name(const std::string& text) {
+  static const std::pair<const char*, int> names[] = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},     {"TRAP", SIGTRAP},
+      {"ABRT", SIGABRT}, {"IOT", SIGIOT},       {"BUS", SIGBUS},   {"FPE", SIGFPE},     {"KILL", SIGKILL},
+      {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},     {"USR2", SIGUSR2}, {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},
+      {"TERM", SIGTERM}, {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP},
+      {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU},
+      {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+      {"PWR", SIGPWR},   {"SYS", SIGSYS}};
+  std::string t = text;
+  if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos) {
+    int n = std::atoi(t.c_str());
+    if (n > 0 && n < 65) return n;
+    throw Error("invalid signal: " + text);
+  }
+  for (auto& ch : t) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (t.rfind("SIG", 0) == 0) t = t.substr(3);
+  if (t.rfind("RTMIN", 0) == 0 || t.rfind("RTMAX", 0) == 0) {
+    int base = t[2] == 'M' && t[3] == 'I' ? SIGRTMIN : SIGRTMAX;
+    std::string rest = t.substr(5);
+    if (rest.empty()) return base;
+    int off = std::atoi(rest.c_str());
+    return base + off;
+  }
+  for (const auto& [n, v] : names)
+    if (t == n) return v;
+  throw Error("invalid signal: " + text);
+}
+
+namespace {
+
+std::string hosts_file(const json& config, const json& host_config) {
+  std::string out =
+      "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n"
+      "ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+  (void)config;
+  if (auto e = host_config.find("ExtraHosts"); e != host_config.end() && e->is_array()) {
+    for (const auto& h : *e) {
+      if (!h.is_string()) continue;
+      std::string s = h.get<std::string>();
+      size_t sep = s.find_first_of(":=");
+      if (sep == std::string::npos) continue;
+      out += s.substr(sep + 1) + "\t" + s.substr(0, sep) + "\n";
+    }
+  }
+  return out;
+}
+
+// The host's resolv.conf, with --dns/--dns-search/--dns-option replacing its lines. Loopback
+// nameservers can't be reached from a private network namespace, so docker drops them there.
+std::string resolv_conf(const json& host_config, bool host_network) {
+  std::string host = read_file_if_exists("/etc/resolv.conf").value_or("");
+  std::vector<std::string> servers, search, options, other;
+  size_t pos = 0;
+  while (pos < host.size()) {
+    size_t nl = host.find('\n', pos);
+    std::string line = host.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? host.size() : nl + 1;
+    std::string t(trim(line));
+    if (t.rfind("nameserver", 0) == 0) {
+      std::string ip(trim(t.substr(10)));
+      if (host_network || (ip.rfind("127.", 0) != 0 && ip != "::1")) servers.push_back(ip);
+    } else if (t.rfind("search", 0) == 0) {
+      search.emplace_back(trim(t.substr(6)));
+    } else if (t.rfind("options", 0) == 0) {
+      options.emplace_back(trim(t.substr(7)));
+    }
+  }
+  auto list = [&](const char* key) {
+    std::vector<std::string> v;
+    if (auto it = host_config.find(key); it != host_config.end() && it->is_array())
+      for (const auto& x : *it)
+        if (x.is_string()) v.push_back(x.get<std::string>());
+    return v;
+  };
+  if (auto d = list("Dns"); !d.empty()) servers = d;
+  if (auto d = list("DnsSearch"); !d.empty())
+    search = {[&] {
+      std::string s;
+      for (const auto& x : d) s += (s.empty() ? "" : " ") + x;
+      return s;
+    }()};
+  if (auto d = list("DnsOptions"); !d.empty())
+    options = {[&] {
+      std::string s;
+      for (const auto& x : d) s += (s.empty() ? "" : " ") + x;
+      return s;
+    }()};
+  std::string out;
+  for (const auto& s : search) out += "search " + s + "\n";
+  for (const auto& s : servers) out += "nameserver " + s + "\n";
+  for (const auto& o : options) out += "options " + o + "\n";
+  return out;
+}
+
+std::string restart_policy_arg(const json& host_config) {
+  auto rp = host_config.find("RestartPolicy");
+  if (rp == host_config.end() || !rp->is_object()) return "no";
+  std::string name = jstr(*rp, "Name");
+  if (name.empty() || name == "no") return "no";
+  if (name == "on-failure") {
+    int64_t n = jint(*rp, "MaximumRetryCount");
+    return n > 0 ? "on-failure:" + std::to_string(n) : "on-failure";
+  }
+  return name;
+}
+
+}  // namespace
+
+void validate_container_name(const std::string& name) {
+  std::string n = !name.empty() && name[0] == '/' ? name.substr(1) : name;
+  bool ok = n.size() >= 2 && std::isalnum(static_cast<unsigned char>(n[0]));
+  for (char ch : n) ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-');
+  if (!ok) throw StatusError("Invalid container name (" + n + "), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125);
+}
+
+struct Engine::Impl {
+  image::ImageStore& images;
+  VolumeStore& volumes;
+  sql::Db& db;
+
+  void add_event(const std::string& type, const std::string& action, const std::string& actor, const json& attributes) {
+    sql::Stmt(db, "INSERT INTO events(time_ns,type,action,actor_id,attributes) VALUES(?,?,?,?,?)")
+        .bind(1, now_ns())
+        .bind(2, type)
+        .bind(3, action)
+        .bind(4, actor)
+        .bind(5, attributes.dump())
+        .run();
+  }
+};
+
+Engine::Engine(std::string root, image::ImageStore& images, VolumeStore& volumes)
+    : impl_(new Impl{images, volumes, images.db()}), root_(std::move(root)) {
+  ensure_schema(impl_->db);
+}
+
+Engine::~Engine() = default;
+
+sql::Db& Engine::db() { return impl_->db; }
+
+std::string Engine::container_dir(const std::string& id) const { return root_ + "/containers/" + id; }
+std::string Engine::state_dir(const std::string& id) const { return run_dir() + "/" + id; }
+std::string Engine::log_path(const std::string& id) const { return container_dir(id) + "/" + id + "-json.log"; }
+std::string Engine::runtime_path() const { return self_dir() + "berth-runtime"; }
+std::string Engine::shim_path() const { return self_dir() + "berth-shim"; }
+std::string Engine::berth_path() const { return self_dir() + "berth"; }
+std::string Engine::runtime_root() const { return run_dir() + "/runtime"; }
+
+namespace {
+
+// Folds what the shim recorded into the row (and the database, when it changed).
+void refresh(Engine& engine, sql::Db& db, Container& c) {
+  if (!c.running()) return;
+  std::string dir = engine.container_dir(c.id);
+  json status = read_json_file(dir + "/status.json");
+  bool alive = shim_alive(engine.state_dir(c.id));
+  Container before = c;
+  if (status.is_object()) c.log_dropped = jint(status, "log_dropped");
+  std::string sstate = status.is_object() ? jstr(status, "state") : "";
+  if (sstate == "exited") {
+    c.state = "exited";
+    c.exit_code = static_cast<int>(jint(status, "exit_code"));
+    c.finished_at = jstr(status, "finished_at");
+    c.restart_count = static_cast<int>(jint(status, "restart_count", c.restart_count));
+    c.error = jstr(status, "error");
+    c.pid = 0;
+  } else if (alive) {
+    if (sstate == "running" || sstate == "restarting") {
+      if (c.state != "paused" || sstate == "restarting") c.state = sstate;
+      c.pid = static_cast<int>(jint(status, "pid", c.pid));
+      if (!jstr(status, "started_at").empty()) c.started_at = jstr(status, "started_at");
+      c.restart_count = static_cast<int>(jint(status, "restart_count", c.restart_count));
+      if (sstate == "restarting") {
+        c.exit_code = static_cast<int>(jint(status, "exit_code"));
+        c.finished_at = jstr(status, "finished_at");
+      }
+    }
+  } else {
+    // The shim died without recording an exit (kill -9, reboot): whatever is left of the
+    // container goes, and it is marked exited.
+    bool runtime_has_it = path_exists(engine.runtime_root() + "/" + c.id);
+    if (runtime_has_it)
+      run_process({engine.runtime_path(), "--root", engine.runtime_root(), "delete", "--force", c.id});
+    c.state = "exited";
+    c.exit_code = runtime_has_it ? 137 : 255;
+    c.finished_at = logs::format_time(now_ns());
+    c.error = "the container's shim exited unexpectedly";
+    c.pid = 0;
+  }
+  if (c.state == before.state && c.pid == before.pid && c.exit_code == before.exit_code &&
+      c.finished_at == before.finished_at && c.restart_count == before.restart_count &&
+      c.started_at == before.started_at)
+    return;
+  sql::Stmt(db,
+            "UPDATE containers SET state=?,pid=?,exit_code=?,started_at=?,finished_at=?,restart_count=?,error=? "
+            "WHERE id=? AND state NOT IN ('creating','removing','removing-volumes')")
+      .bind(1, c.state)
+      .bind(2, static_cast<int64_t>(c.pid))
+      .bind(3, static_cast<int64_t>(c.exit_code))
+      .bind(4, c.started_at)
+      .bind(5, c.finished_at)
+      .bind(6, static_cast<int64_t>(c.restart_count))
+      .bind(7, c.error)
+      .bind(8, c.id)
+      .run();
+  if (c.state == "exited" && before.state != "exited") {
+    sql::Stmt(db, "INSERT INTO events(time_ns,type,action,actor_id,attributes) VALUES(?,?,?,?,?)")
+        .bind(1, now_ns())
+        .bind(2, "container")
+        .bind(3, "die")
+        .bind(4, c.id)
+        .bind(5, json{{"name", c.name}, {"image", c.image_name}, {"exitCode", std::to_string(c.exit_code)}}.dump())
+        .run();
+  }
+}
+
+// Sends sig to the container's init, if the shim still looks after it.
+bool signal_container(Engine& engine, const Container& c, int sig) {
+  if (c.pid <= 0 || !shim_alive(engine.state_dir(c.id))) return false;
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0));
+  if (pidfd < 0) return false;
+  UniqueFd guard(pidfd);
+  if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0) {
+    if (errno == ESRCH) return false;
+    throw_errno("signal container " + c.id);
+  }
+  return true;
+}
+
+bool exited(Engine& engine, const std::string& id) {
+  json status = read_json_file(engine.container_dir(id) + "/status.json");
+  if (status.is_object() && jstr(status, "state") == "exited") return true;
+  return !shim_alive(engine.state_dir(id));
+}
+
+// Polls (status file, shim lock) until the container has exited or the deadline passed.
+bool wait_exited(Engine& engine, const std::string& id, std::chrono::steady_clock::time_point deadline) {
+  auto delay = std::chrono::milliseconds(1);
+  while (!exited(engine, id)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(delay);
+    if (delay < std::chrono::milliseconds(20)) delay *= 2;
+  }
+  return true;
+}
+
+}  // namespace
+
+Container Engine::get(const std::string& ref_in) {
+  std::string ref = !ref_in.empty() && ref_in[0] == '/' ? ref_in.substr(1) : ref_in;
+  if (ref.empty()) throw NotFound("No such container: " + ref_in);
+  auto load = [&](const std::string& where, const std::string& value) -> std::optional<Container> {
+    sql::Stmt s(impl_->db, std::string("SELECT ") + kColumns + " FROM containers WHERE " + where);
+    s.bind(1, value);
+    std::optional<Container> found;
+    while (s.step()) {
+      if (found) throw Error("Multiple IDs found with provided prefix: " + ref);
+      found = row_to_container(s);
+    }
+    return found;
+  };
+  std::optional<Container> c = load("id=?", ref);
+  if (!c) c = load("name=?", ref);
+  if (!c && ref.find_first_not_of("0123456789abcdef") == std::string::npos) {
+    // An ID prefix: a range scan of the primary key.
+    sql::Stmt s(impl_->db, std::string("SELECT ") + kColumns + " FROM containers WHERE id >= ? AND id < ?");
+    std::string upper = ref;
+    upper.back() = static_cast<char>(upper.back() + 1);
+    s.bind(1, ref).bind(2, upper);
+    while (s.step()) {
+      if (c) throw Error("Multiple IDs found with provided prefix: " + ref);
+      c = row_to_container(s);
+    }
+  }
+  if (!c || c->state == "creating" || c->state == "removing" || c->state == "removing-volumes")
+    throw NotFound("No such container: " + ref_in);
+  refresh(*this, impl_->db, *c);
+  return *c;
+}
+
+std::vector<Container> Engine::list() {
+  std::vector<Container> out;
+  {
+    sql::Stmt s(impl_->db, std::string("SELECT ") + kColumns +
+                               " FROM containers WHERE state NOT IN ('creating','removing','removing-volumes') "
+                               "ORDER BY created_ns DESC");
+    while (s.step()) out.push_back(row_to_container(s));
+  }
+  bool any_running = false;
+  for (const auto& c : out) any_running = any_running || c.running();
+  if (any_running) {
+    sql::Transaction tx(impl_->db);
+    for (auto& c : out) refresh(*this, impl_->db, c);
+    tx.commit();
+  }
+  return out;
+}
+
+void Engine::reconcile() {
+  std::vector<std::pair<std::string, std::string>> pending;
+  {
+    sql::Stmt s(impl_->db, "SELECT id,state FROM containers WHERE state IN ('creating','removing','removing-volumes')");
+    while (s.step()) pending.emplace_back(s.text(0), s.text(1));
+  }
+  for (const auto& [id, state] : pending) {
+    ContainerLock lock(root_, id, false);
+    if (!lock.held()) continue;  // its creator or remover is still at work
+    // Both finish the same way: whatever was made goes, the row last.
+    std::vector<std::pair<std::string, bool>> vols;
+    {
+      sql::Stmt s(impl_->db, "SELECT volume,anonymous FROM container_volumes WHERE container_id=?");
+      s.bind(1, id);
+      while (s.step()) vols.emplace_back(s.text(0), s.integer(1) != 0);
+    }
+    std::string image_id;
+    {
+      sql::Stmt s(impl_->db, "SELECT image_id FROM containers WHERE id=?");
+      s.bind(1, id);
+      if (s.step()) image_id = s.text(0);
+    }
+    if (path_exists(runtime_root() + "/" + id))
+      run_process({runtime_path(), "--root", runtime_root(), "delete", "--force", id});
+    storage::unmount_overlay(container_dir(id) + "/rootfs");
+    remove_tree(container_dir(id));
+    remove_tree(state_dir(id));
+    {
+      sql::Transaction tx(impl_->db);
+      sql::Stmt(impl_->db, "DELETE FROM container_volumes WHERE container_id=?").bind(1, id).run();
+      sql::Stmt(impl_->db, "DELETE FROM containers WHERE id=?").bind(1, id).run();
+      tx.commit();
+    }
+    if (!image_id.empty()) impl_->images.remove_image_user(image_id, id);
+    // An interrupted create's anonymous volumes were never used; an interrupted rm -v asked for them to go.
+    for (const auto& [name, anonymous] : vols)
+      if (anonymous && state != "removing") impl_->volumes.remove(name, true);
+    lock.remove_file();
+  }
+  impl_->volumes.reconcile();
+}
+
+std::string Engine::create(const json& body) {
+  json config = body.value("Config", json::object());
+  json host_config = body.value("HostConfig", json::object());
+  if (!config.is_object() || !host_config.is_object()) throw StatusError("invalid create body", 125);
+  std::string image_ref = jstr(config, "Image");
+  if (image_ref.empty()) throw StatusError("No image specified", 125);
+  auto image = impl_->images.find(image_ref);
+  if (!image) throw NotFound("No such image: " + image_ref);
+  json image_config = json::parse(image->config, nullptr, false);
+  if (image_config.is_discarded()) image_config = json::object();
+  json image_volumes = image_config.contains("config") && image_config["config"].is_object()
+                           ? image_config["config"].value("Volumes", json::object())
+                           : json::object();
+  if (image_volumes.is_null()) image_volumes = json::object();
+
+  // Everything that can be refused is checked before anything is created.
+  std::vector<std::pair<json, std::string>> volumes_from;
+  if (auto vf = host_config.find("VolumesFrom"); vf != host_config.end() && vf->is_array()) {
+    for (const auto& v : *vf) {
+      std::string spec = v.get<std::string>();
+      std::string mode;
+      size_t colon = spec.find(':');
+      if (colon != std::string::npos) {
+        mode = spec.substr(colon + 1);
+        spec = spec.substr(0, colon);
+        if (mode != "ro" && mode != "rw") throw StatusError("invalid mode for volumes-from: " + mode, 125);
+      }
+      Container other = get(spec);
+      volumes_from.emplace_back(other.mounts, mode);
+    }
+  }
+  std::vector<RequestedMount> mounts;
+  try {
+    mounts = requested_mounts(config, host_config, image_volumes, volumes_from);
+  } catch (const Error& e) {
+    throw StatusError(e.what(), 125);
+  }
+  for (const auto& m : mounts) {
+    if (m.spec.type != storage::MountType::Bind || m.spec.create_host_path) continue;
+    if (!path_exists(m.spec.source))
+      throw StatusError("invalid mount config for type \"bind\": bind source path does not exist: " + m.spec.source,
+                        125);
+  }
+  for (const auto& m : mounts)
+    if (m.spec.type == storage::MountType::Volume && !m.spec.driver.empty() && m.spec.driver != "local")
+      throw StatusError("volume driver " + m.spec.driver + " is not available (berth has only \"local\")", 125);
+
+  std::string name = jstr(body, "Name");
+  if (!name.empty()) {
+    validate_container_name(name);
+    if (name[0] == '/') name = name.substr(1);
+  }
+  std::string id = generate_id();
+  ContainerLock lock(root_, id, true);
+  json stored = {{"Config", config}, {"HostConfig", host_config}};
+  {
+    sql::Transaction tx(impl_->db);
+    for (int attempt = 0; name.empty() || attempt == 0; attempt++) {
+      std::string candidate = name.empty() ? generate_name(attempt) : name;
+      sql::Stmt s(impl_->db, "SELECT id FROM containers WHERE name=?");
+      s.bind(1, candidate);
+      if (!s.step()) {
+        name = candidate;
+        break;
+      }
+      if (!name.empty())
+        throw StatusError("Conflict. The container name \"/" + name + "\" is already in use by container \"" +
+                              s.text(0) +
+                              "\". You have to remove (or rename) that container to be able to reuse that name.",
+                          125);
+      if (attempt > 50) throw StatusError("cannot generate a unique container name", 125);
+    }
+    sql::Stmt(impl_->db,
+              "INSERT INTO containers(id,name,image_id,image_name,created_ns,state,config) VALUES(?,?,?,?,?,?,?)")
+        .bind(1, id)
+        .bind(2, name)
+        .bind(3, image->id)
+        .bind(4, image_ref)
+        .bind(5, now_ns())
+        .bind(6, "creating")
+        .bind(7, stored.dump())
+        .run();
+    tx.commit();
+  }
+  impl_->images.add_image_user(image->id, id);
+  fault_point("create.row");
+
+  std::string dir = container_dir(id);
+  std::string rootfs = dir + "/rootfs";
+  std::vector<std::string> anonymous_created;
+  try {
+    mkdir_p(dir + "/upper", 0755);
+    mkdir_p(dir + "/work", 0700);
+    mkdir_p(rootfs, 0755);
+    std::vector<std::string> lowers;
+    for (size_t i = image->layers.size(); i-- > 0;)
+      lowers.push_back(impl_->images.layer_dir(image->layers[i].chain_id));
+    if (lowers.empty()) throw StatusError("image " + image_ref + " has no layers", 125);
+    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", rootfs);
+    fault_point("create.mount");
+
+    bool host_network = jstr(host_config, "NetworkMode") == "host";
+    std::string hostname = jstr(config, "Hostname");
+    if (hostname.empty()) hostname = host_network ? "" : id.substr(0, 12);
+    if (hostname.empty()) {
+      char buf[256] = {};
+      ::gethostname(buf, sizeof buf - 1);
+      hostname = buf;
+    }
+    write_file_atomic(dir + "/hostname", hostname + "\n");
+    write_file_atomic(dir + "/hosts",
+                      host_network ? read_file_if_exists("/etc/hosts").value_or("") : hosts_file(config, host_config));
+    write_file_atomic(dir + "/resolv.conf", resolv_conf(host_config, host_network));
+
+    // Mounts: binds as given (-v makes a missing host directory, like docker), volumes created on
+    // first use and filled from the image when empty.
+    std::vector<MountPlan> plans;
+    json docker_mounts = json::array();
+    for (const auto& m : mounts) {
+      const auto& s = m.spec;
+      MountPlan p;
+      p.destination = s.target;
+      if (s.type == storage::MountType::Tmpfs) {
+        p.type = "tmpfs";
+        p.source = "tmpfs";
+        p.options = {"nosuid", "nodev", "noexec"};
+        bool exec_given = false;
+        for (const auto& o : s.tmpfs_options) {
+          if (o == "exec" || o == "noexec") exec_given = true;
+        }
+        if (exec_given) p.options = {"nosuid", "nodev"};
+        for (const auto& o : s.tmpfs_options) p.options.push_back(o);
+        if (s.tmpfs_size > 0) p.options.push_back("size=" + std::to_string(s.tmpfs_size));
+        if (s.tmpfs_mode != 0) {
+          char mode[32];
+          std::snprintf(mode, sizeof mode, "mode=%o", s.tmpfs_mode);
+          p.options.push_back(mode);
+        }
+        if (s.read_only) p.options.push_back("ro");
+        plans.push_back(p);
+        // docker lists --mount type=tmpfs in Mounts[], not --tmpfs.
+        if (!host_config.contains("Tmpfs") || !host_config["Tmpfs"].contains(s.target))
+          docker_mounts.push_back({{"Type", "tmpfs"},
+                                   {"Source", ""},
+                                   {"Destination", s.target},
+                                   {"Mode", ""},
+                                   {"RW", !s.read_only},
+                                   {"Propagation", ""}});
+        continue;
+      }
+      p.type = "bind";
+      std::string propagation = s.propagation.empty() ? "rprivate" : s.propagation;
+      if (s.type == storage::MountType::Bind) {
+        if (s.create_host_path && !path_exists(s.source)) mkdir_p(s.source, 0755);
+        p.source = s.source;
+        docker_mounts.push_back({{"Type", "bind"},
+                                 {"Source", s.source},
+                                 {"Destination", s.target},
+                                 {"Mode", m.mode},
+                                 {"RW", !s.read_only},
+                                 {"Propagation", propagation}});
+      } else {
+        bool anonymous = s.source.empty();
+        Volume vol =
+            impl_->volumes.create(s.source, s.driver.empty() ? "local" : s.driver, s.driver_opts, s.labels, anonymous);
+        if (anonymous) anonymous_created.push_back(vol.name);
+        sql::Stmt(impl_->db, "INSERT OR IGNORE INTO container_volumes(container_id,volume,anonymous) VALUES(?,?,?)")
+            .bind(1, id)
+            .bind(2, vol.name)
+            .bind(3, static_cast<int64_t>(anonymous ? 1 : 0))
+            .run();
+        fault_point("create.volume");
+        impl_->volumes.mount_source(vol);
+        if (!s.nocopy && s.subpath.empty()) impl_->volumes.copy_up(vol, rootfs, s.target);
+        p.source = s.subpath.empty() ? vol.mountpoint : vol.mountpoint + "/" + s.subpath;
+        if (!s.subpath.empty() && !path_exists(p.source))
+          throw StatusError("cannot access path " + p.source + ": volume subpath does not exist", 125);
+        docker_mounts.push_back({{"Type", "volume"},
+                                 {"Name", vol.name},
+                                 {"Source", vol.mountpoint},
+                                 {"Destination", s.target},
+                                 {"Driver", vol.driver},
+                                 {"Mode", m.mode.empty() ? (m.from_image ? "" : "z") : m.mode},
+                                 {"RW", !s.read_only},
+                                 {"Propagation", ""}});
+        propagation = "rprivate";
+      }
+      p.options = {s.bind_nonrecursive ? "bind" : "rbind", s.read_only ? "ro" : "rw", propagation};
+      // ro is recursive unless asked otherwise (bind-recursive=writable).
+      if (s.read_only && !s.bind_nonrecursive && s.bind_recursive != "writable") p.options.push_back("rro");
+      plans.push_back(p);
+    }
+    // docker's Mode for -v volumes is "z" only when given; keep what the user wrote.
+    for (auto& dm : docker_mounts)
+      if (dm["Type"] == "volume" && dm["Mode"] == "z") dm["Mode"] = "";
+
+    SpecInput in;
+    in.id = id;
+    in.config = config;
+    if (host_network && jstr(config, "Hostname").empty()) in.config["Hostname"] = hostname;
+    in.host_config = host_config;
+    in.image_config = image_config;
+    in.rootfs = rootfs;
+    in.mounts = plans;
+    in.hosts_path = dir + "/hosts";
+    in.resolv_conf_path = dir + "/resolv.conf";
+    in.hostname_path = dir + "/hostname";
+    if (host_config.value("Init", false)) in.init_path = self_dir() + "berth-init";
+    json spec = build_oci_spec(in);
+    write_file_atomic(dir + "/config.json", spec.dump(), 0600, true);
+    fault_point("create.spec");
+    {
+      sql::Transaction tx(impl_->db);
+      // inspect shows the Config with the image's defaults filled in, as docker stores it.
+      json merged = {{"Config", merge_config(config, image_config)}, {"HostConfig", host_config}};
+      merged["Config"]["Image"] = image_ref;
+      if (jstr(merged["Config"], "Hostname").empty()) merged["Config"]["Hostname"] = hostname;
+      sql::Stmt(impl_->db, "UPDATE containers SET state='created', mounts=?, config=? WHERE id=?")
+          .bind(1, docker_mounts.dump())
+          .bind(2, merged.dump())
+          .bind(3, id)
+          .run();
+      impl_->add_event("container", "create", id, {{"name", name}, {"image", image_ref}});
+      tx.commit();
+    }
+  } catch (...) {
+    // Undo everything this create made; the row goes last so a crash in here is reconciled.
+    storage::unmount_overlay(rootfs);
+    remove_tree(dir);
+    {
+      sql::Transaction tx(impl_->db);
+      sql::Stmt(impl_->db, "DELETE FROM container_volumes WHERE container_id=?").bind(1, id).run();
+      sql::Stmt(impl_->db, "DELETE FROM containers WHERE id=?").bind(1, id).run();
+      tx.commit();
+    }
+    impl_->images.remove_image_user(image->id, id);
+    for (const auto& v : anonymous_created) {
+      try {
+        impl_->volumes.remove(v, true);
+      } catch (...) {
+      }
+    }
+    lock.remove_file();
+    throw;
+  }
+  return id;
+}
+
+void Engine::start(const std::string& ref, const StartOptions& options) {
+  Container c = get(ref);
+  ContainerLock lock(root_, c.id, true);
+  c = get(c.id);
+  if (c.running()) return;
+  std::string dir = container_dir(c.id);
+  std::string sdir = state_dir(c.id);
+  // After a reboot the mounts are gone: put them back.
+  if (!is_mountpoint(dir + "/rootfs")) {
+    auto image = impl_->images.get(c.image_id);
+    std::vector<std::string> lowers;
+    for (size_t i = image.layers.size(); i-- > 0;) lowers.push_back(impl_->images.layer_dir(image.layers[i].chain_id));
+    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", dir + "/rootfs");
+  }
+  {
+    std::vector<std::string> names;
+    sql::Stmt s(impl_->db, "SELECT volume FROM container_volumes WHERE container_id=?");
+    s.bind(1, c.id);
+    while (s.step()) names.push_back(s.text(0));
+    for (const auto& n : names)
+      if (auto v = impl_->volumes.find(n)) impl_->volumes.mount_source(*v);
+  }
+  mkdir_p(sdir, 0700);
+  ::unlink((sdir + "/stop").c_str());
+  ::unlink((dir + "/status.json").c_str());
+  if (path_exists(runtime_root() + "/" + c.id))
+    run_process({runtime_path(), "--root", runtime_root(), "delete", "--force", c.id});
+
+  const json& config = c.config["Config"];
+  const json& host_config = c.config["HostConfig"];
+  std::vector<std::string> args = {shim_path(),
+                                   "--id",
+                                   c.id,
+                                   "--bundle",
+                                   dir,
+                                   "--runtime",
+                                   runtime_path(),
+                                   "--runtime-root",
+                                   runtime_root(),
+                                   "--state-dir",
+                                   sdir,
+                                   "--status-file",
+                                   dir + "/status.json",
+                                   "--sync-fd",
+                                   "3"};
+  json log_config = host_config.value("LogConfig", json::object());
+  std::string log_type = log_config.is_object() ? jstr(log_config, "Type") : "";
+  if (log_type.empty() || log_type == "json-file" || log_type == "local") {
+    logs::Limits limits;
+    if (log_config.is_object() && log_config.contains("Config") && log_config["Config"].is_object()) {
+      const json& lc = log_config["Config"];
+      if (!jstr(lc, "max-size").empty()) limits.max_size = logs::parse_max_size(jstr(lc, "max-size"));
+      if (!jstr(lc, "max-file").empty()) limits.max_files = logs::parse_max_file(jstr(lc, "max-file"));
+    }
+    args.insert(args.end(), {"--log-path", log_path(c.id), "--log-max-size", std::to_string(limits.max_size),
+                             "--log-max-file", std::to_string(limits.max_files)});
+  }
+  if (config.value("Tty", false)) args.push_back("--tty");
+  if (config.value("OpenStdin", false)) args.push_back("--stdin");
+  if (config.value("StdinOnce", false)) args.push_back("--stdin-once");
+  if (options.wait_attach) args.push_back("--wait-attach");
+  std::string restart = restart_policy_arg(host_config);
+  if (restart != "no") args.insert(args.end(), {"--restart", restart});
+  if (host_config.value("AutoRemove", false))
+    args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
+                             "rm", "--exit-arg", "-v", "--exit-arg", c.id});
+
+  int sync[2];
+  if (::pipe2(sync, O_CLOEXEC) != 0) throw_errno("pipe2");
+  UniqueFd sync_r(sync[0]), sync_w(sync[1]);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork berth-shim");
+  if (pid == 0) {
+    ::dup2(sync_w.get(), 3);
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::syscall(SYS_close_range, 4, ~0U, 0);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  sync_w.reset();
+  std::string line;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(sync_r.get(), buf, sizeof buf);
+    if (n > 0) {
+      line.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  json reply = json::parse(line.substr(0, line.find('\n')), nullptr, false);
+  if (reply.is_discarded() || !reply.is_object())
+    throw StatusError("berth-shim for " + c.id + " exited without reporting (status " + std::to_string(status) + ")",
+                      125);
+  if (!reply.value("ok", false)) {
+    std::string error = jstr(reply, "error");
+    int code = static_cast<int>(jint(reply, "exit_code", 125));
+    sql::Stmt(impl_->db, "UPDATE containers SET exit_code=?, error=? WHERE id=?")
+        .bind(1, static_cast<int64_t>(code))
+        .bind(2, error)
+        .bind(3, c.id)
+        .run();
+    throw StatusError(error.empty() ? "failed to start container " + c.id : error, code);
+  }
+  {
+    sql::Transaction tx(impl_->db);
+    sql::Stmt(impl_->db,
+              "UPDATE containers SET state='running', pid=?, started_at=?, finished_at='', exit_code=0, error='' "
+              "WHERE id=?")
+        .bind(1, jint(reply, "pid"))
+        .bind(2, logs::format_time(now_ns()))
+        .bind(3, c.id)
+        .run();
+    impl_->add_event("container", "start", c.id, {{"name", c.name}, {"image", c.image_name}});
+    tx.commit();
+  }
+}
+
+void Engine::stop(const std::string& ref, std::optional<int> timeout) {
+  Container c = get(ref);
+  ContainerLock lock(root_, c.id, true);
+  c = get(c.id);
+  if (!c.running()) return;
+  const json& config = c.config["Config"];
+  int sig = SIGTERM;
+  std::string stop_signal = jstr(config, "StopSignal");
+  if (stop_signal.empty()) {
+    auto image = impl_->images.find(c.image_id);
+    if (image) {
+      json ic = json::parse(image->config, nullptr, false);
+      if (!ic.is_discarded() && ic.contains("config") && ic["config"].is_object())
+        stop_signal = jstr(ic["config"], "StopSignal");
+    }
+  }
+  if (!stop_signal.empty()) sig = parse_signal_name(stop_signal);
+  int wait_s = timeout ? *timeout : static_cast<int>(jint(config, "StopTimeout", 10));
+  write_file(state_dir(c.id) + "/stop", "", O_CREAT | O_WRONLY | O_TRUNC);
+  if (c.state == "paused") {
+    signal_container(*this, c, sig);
+    run_process({runtime_path(), "--root", runtime_root(), "resume", c.id});
+  } else {
+    signal_container(*this, c, sig);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s < 0 ? 3600 * 24 : wait_s);
+  if (!wait_exited(*this, c.id, deadline)) {
+    c = get(c.id);
+    signal_container(*this, c, SIGKILL);
+    wait_exited(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  }
+  c = get(c.id);
+  impl_->add_event("container", "stop", c.id, {{"name", c.name}, {"image", c.image_name}});
+}
+
+void Engine::kill(const std::string& ref, int sig) {
+  Container c = get(ref);
+  if (!c.running() || c.state == "restarting")
+    throw StatusError("cannot kill container: " + ref + ": container " + c.id + " is not running", 1);
+  write_file(state_dir(c.id) + "/stop", "", O_CREAT | O_WRONLY | O_TRUNC);
+  if (!signal_container(*this, c, sig))
+    throw StatusError("cannot kill container: " + ref + ": container " + c.id + " is not running", 1);
+  if (sig == SIGKILL) wait_exited(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+  impl_->add_event("container", "kill", c.id,
+                   {{"name", c.name}, {"image", c.image_name}, {"signal", std::to_string(sig)}});
+}
+
+void Engine::remove(const std::string& ref, bool force, bool volumes) {
+  Container c = get(ref);
+  ContainerLock lock(root_, c.id, true);
+  c = get(c.id);
+  if (c.running()) {
+    if (!force)
+      throw StatusError("cannot remove container \"/" + c.name +
+                            "\": container is running: stop the container before removing or force remove",
+                        1);
+    write_file(state_dir(c.id) + "/stop", "", O_CREAT | O_WRONLY | O_TRUNC);
+    if (c.state == "paused") run_process({runtime_path(), "--root", runtime_root(), "resume", c.id});
+    signal_container(*this, c, SIGKILL);
+    wait_exited(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    c = get(c.id);
+  }
+  sql::Stmt(impl_->db, "UPDATE containers SET state=? WHERE id=?")
+      .bind(1, volumes ? "removing-volumes" : "removing")
+      .bind(2, c.id)
+      .run();
+  fault_point("rm.mark");
+  std::vector<std::pair<std::string, bool>> vols;
+  {
+    sql::Stmt s(impl_->db, "SELECT volume,anonymous FROM container_volumes WHERE container_id=?");
+    s.bind(1, c.id);
+    while (s.step()) vols.emplace_back(s.text(0), s.integer(1) != 0);
+  }
+  if (path_exists(runtime_root() + "/" + c.id))
+    run_process({runtime_path(), "--root", runtime_root(), "delete", "--force", c.id});
+  storage::unmount_overlay(container_dir(c.id) + "/rootfs");
+  fault_point("rm.unmount");
+  remove_tree(container_dir(c.id));
+  remove_tree(state_dir(c.id));
+  fault_point("rm.dir");
+  {
+    sql::Transaction tx(impl_->db);
+    sql::Stmt(impl_->db, "DELETE FROM container_volumes WHERE container_id=?").bind(1, c.id).run();
+    sql::Stmt(impl_->db, "DELETE FROM containers WHERE id=?").bind(1, c.id).run();
+    impl_->add_event("container", "destroy", c.id, {{"name", c.name}, {"image", c.image_name}});
+    tx.commit();
+  }
+  fault_point("rm.row");
+  impl_->images.remove_image_user(c.image_id, c.id);
+  if (volumes)
+    for (const auto& [name, anonymous] : vols)
+      if (anonymous) {
+        try {
+          impl_->volumes.remove(name, true);
+        } catch (const Error&) {
+          // Still used by another container (--volumes-from): it stays, as in docker.
+        }
+      }
+  lock.remove_file();
+}
+
+int Engine::wait(const std::string& ref) {
+  Container c = get(ref);
+  auto delay = std::chrono::milliseconds(1);
+  while (c.running()) {
+    std::this_thread::sleep_for(delay);
+    if (delay < std::chrono::milliseconds(50)) delay *= 2;
+    try {
+      c = get(c.id);
+    } catch (const NotFound&) {
+      return c.exit_code;  // removed meanwhile (--rm)
+    }
+  }
+  return c.exit_code;
+}
+
+void Engine::rename(const std::string& ref, const std::string& new_name_in) {
+  Container c = get(ref);
+  validate_container_name(new_name_in);
+  std::string new_name = new_name_in[0] == '/' ? new_name_in.substr(1) : new_name_in;
+  if (new_name == c.name) throw StatusError("Renaming a container with the same name as its current name", 1);
+  sql::Transaction tx(impl_->db);
+  sql::Stmt s(impl_->db, "SELECT id FROM containers WHERE name=?");
+  s.bind(1, new_name);
+  if (s.step())
+    throw StatusError("Error when allocating new name: Conflict. The container name \"/" + new_name +
+                          "\" is already in use by container \"" + s.text(0) +
+                          "\". You have to remove (or rename) that container to be able to reuse that name.",
+                      1);
+  sql::Stmt(impl_->db, "UPDATE containers SET name=? WHERE id=?").bind(1, new_name).bind(2, c.id).run();
+  impl_->add_event("container", "rename", c.id, {{"name", new_name}, {"oldName", "/" + c.name}});
+  tx.commit();
+}
+
+void Engine::pause(const std::string& ref) {
+  Container c = get(ref);
+  if (c.state != "running") throw StatusError("Container " + c.id + " is not running", 1);
+  auto r = run_process({runtime_path(), "--root", runtime_root(), "pause", c.id});
+  if (r.status != 0) throw StatusError("cannot pause container " + c.id + ": " + std::string(trim(r.err)), 1);
+  sql::Stmt(impl_->db, "UPDATE containers SET state='paused' WHERE id=?").bind(1, c.id).run();
+  impl_->add_event("container", "pause", c.id, {{"name", c.name}, {"image", c.image_name}});
+}
+
+void Engine::unpause(const std::string& ref) {
+  Container c = get(ref);
+  if (c.state != "paused") throw StatusError("Container " + c.id + " is not paused", 1);
+  auto r = run_process({runtime_path(), "--root", runtime_root(), "resume", c.id});
+  if (r.status != 0) throw StatusError("cannot unpause container " + c.id + ": " + std::string(trim(r.err)), 1);
+  sql::Stmt(impl_->db, "UPDATE containers SET state='running' WHERE id=?").bind(1, c.id).run();
+  impl_->add_event("container", "unpause", c.id, {{"name", c.name}, {"image", c.image_name}});
+}
+
+}  // namespace berth::engine

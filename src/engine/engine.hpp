@@ -1,0 +1,150 @@
+// The container engine: containers as rows in state.db plus a directory each, started under a
+// berth-shim (which stays their parent), never a daemon. Every command folds what the shims
+// recorded (status files) into the database when it looks at a container.
+//
+// On disk, under the data root:
+//   containers/<id>/config.json   the OCI spec (the bundle is this directory)
+//   containers/<id>/rootfs        overlay of the image's layers + upper/ (+ work/)
+//   containers/<id>/{hostname,hosts,resolv.conf}
+//   containers/<id>/<id>-json.log the log (json-file, rotated)
+//   containers/<id>/status.json   written by the shim
+// and under the run directory (/run/berth, tmpfs: gone after a reboot, which is how a reboot is
+// noticed): <id>/shim.lock, <id>/attach.sock, <id>/stop; runtime/ is berth-runtime's --root.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "util/error.hpp"
+
+namespace berth::image {
+class ImageStore;
+}
+namespace berth::sql {
+class Db;
+}
+
+namespace berth::engine {
+
+class VolumeStore;
+
+// An error with the exit status docker's CLI gives it: 125 (the engine failed), 126 (the command
+// could not be invoked), 127 (the command was not found), 1 for daemon-side errors of other commands.
+class StatusError : public Error {
+ public:
+  StatusError(const std::string& message, int status) : Error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+// "No such container: x" (docker's words).
+class NotFound : public Error {
+ public:
+  using Error::Error;
+};
+
+struct Container {
+  std::string id, name, image_id, image_name, state;
+  int64_t created_ns = 0;
+  nlohmann::json config;  // {"Config":…,"HostConfig":…}
+  nlohmann::json mounts;  // docker inspect's Mounts[]
+  int pid = 0;
+  int exit_code = 0;
+  std::string started_at, finished_at, error;
+  int restart_count = 0;
+  int64_t log_dropped = 0;
+
+  bool running() const { return state == "running" || state == "paused" || state == "restarting"; }
+};
+
+struct StartOptions {
+  // Foreground: the shim waits for attach() before starting the process, so nothing is missed.
+  bool wait_attach = false;
+};
+
+// What attach() connects: which local fds get the container's streams.
+struct AttachIo {
+  int stdin_fd = -1;  // -1: no stdin
+  int stdout_fd = 1;
+  int stderr_fd = 2;
+  bool tty = false;
+  // Called with the signal number for each proxied signal (SIGINT, SIGTERM, …); may be empty.
+  bool proxy_signals = false;
+};
+
+class Engine {
+ public:
+  Engine(std::string root, image::ImageStore& images, VolumeStore& volumes);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const std::string& root() const { return root_; }
+  std::string container_dir(const std::string& id) const;
+  std::string state_dir(const std::string& id) const;
+  std::string log_path(const std::string& id) const;
+
+  // Finishes or undoes changes a crash interrupted (rows in creating/removing). Cheap when none.
+  void reconcile();
+
+  // Resolves a name, full ID or unique ID prefix; throws NotFound.
+  Container get(const std::string& ref);
+  std::vector<Container> list();
+
+  // body: docker's ContainerCreate body, with "Name". Returns the new container's ID.
+  std::string create(const nlohmann::json& body);
+  void start(const std::string& id, const StartOptions& options = {});
+  // Connects to a started container's attach socket and relays until it exits (or, when the shim
+  // waits for it, starts it first). Returns the container's exit code.
+  int attach(const std::string& id, const AttachIo& io);
+  // Sends the stop signal, waits up to timeout seconds (default: the container's StopTimeout or 10),
+  // then SIGKILL.
+  void stop(const std::string& id, std::optional<int> timeout = std::nullopt);
+  void kill(const std::string& id, int signal);
+  void remove(const std::string& id, bool force, bool volumes);
+  // Blocks until the container is not running; returns its exit code.
+  int wait(const std::string& id);
+  void rename(const std::string& id, const std::string& new_name);
+  void pause(const std::string& id);
+  void unpause(const std::string& id);
+
+  // Paths of berth's binaries, next to the running one.
+  std::string runtime_path() const;
+  std::string shim_path() const;
+  std::string berth_path() const;
+  std::string runtime_root() const;
+
+  sql::Db& db();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string root_;
+};
+
+struct ExecRequest {
+  std::vector<std::string> args, env;
+  std::string user, workdir;
+  bool tty = false, interactive = false, detach = false;
+};
+
+// Runs a process in the running container c with this process's stdio (a relayed pty with tty);
+// returns its exit code (126/127 when it could not be run, as docker's exec).
+int exec_in(Engine& engine, const Container& c, const ExecRequest& request);
+
+// "TERM", "SIGTERM", "15", "RTMIN+3" → the number; throws Error("invalid signal: …").
+int parse_signal_name(const std::string& text);
+
+// docker's name rule: [a-zA-Z0-9][a-zA-Z0-9_.-]+ (a leading "/" is dropped).
+void validate_container_name(const std::string& name);
+
+}  // namespace berth::engine

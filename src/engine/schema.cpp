@@ -1,0 +1,53 @@
+#include "engine/schema.hpp"
+
+#include "util/sqlite.hpp"
+
+namespace berth::engine {
+
+void ensure_schema(sql::Db& db) {
+  db.exec("PRAGMA synchronous=FULL");
+  db.exec(R"(
+CREATE TABLE IF NOT EXISTS containers(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  image_id TEXT NOT NULL,
+  image_name TEXT NOT NULL,
+  created_ns INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  config TEXT NOT NULL,
+  mounts TEXT NOT NULL DEFAULT '[]',
+  pid INTEGER NOT NULL DEFAULT 0,
+  exit_code INTEGER NOT NULL DEFAULT 0,
+  started_at TEXT NOT NULL DEFAULT '',
+  finished_at TEXT NOT NULL DEFAULT '',
+  restart_count INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS container_volumes(
+  container_id TEXT NOT NULL,
+  volume TEXT NOT NULL,
+  anonymous INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(container_id, volume)
+);
+CREATE INDEX IF NOT EXISTS container_volumes_by_volume ON container_volumes(volume);
+CREATE TABLE IF NOT EXISTS volumes(
+  name TEXT PRIMARY KEY,
+  driver TEXT NOT NULL DEFAULT 'local',
+  created_ns INTEGER NOT NULL,
+  labels TEXT NOT NULL DEFAULT '{}',
+  options TEXT NOT NULL DEFAULT '{}',
+  anonymous INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'ready'
+);
+CREATE TABLE IF NOT EXISTS events(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_ns INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  action TEXT NOT NULL,
+  actor_id TEXT NOT NULL,
+  attributes TEXT NOT NULL DEFAULT '{}'
+);
+)");
+}
+
+}  // namespace berth::engine

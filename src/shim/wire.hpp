@@ -1,0 +1,301 @@
+// Pure helpers of berth-shim: attach frames, the little JSON it reads and writes, timestamps and
+// the mapping of runtime errors to exit codes. Header-only, no I/O, so tests/unit/shim_test.cpp
+// includes it directly. No nlohmann::json and no iostreams: the shim must stay under 1 MiB RSS.
+#pragma once
+
+#include <time.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "shim/protocol.hpp"
+
+namespace berth::shim {
+
+// Appends one frame (docker's stdcopy header: type, 3 zero bytes, big-endian length) to out.
+inline void append_frame(std::string& out, uint8_t type, std::string_view payload) {
+  const auto n = static_cast<uint32_t>(payload.size());
+  const char header[kFrameHeader] = {static_cast<char>(type),
+                                     0,
+                                     0,
+                                     0,
+                                     static_cast<char>(n >> 24),
+                                     static_cast<char>(n >> 16),
+                                     static_cast<char>(n >> 8),
+                                     static_cast<char>(n)};
+  out.append(header, kFrameHeader);
+  out.append(payload);
+}
+
+enum class FrameStatus { Incomplete, Ok, TooBig };
+
+// Decodes the frame at the start of buf. Ok: type, payload and consumed (header + payload) are set.
+// Incomplete: more bytes are needed. TooBig: the length exceeds kMaxFrame (the peer is broken).
+inline FrameStatus decode_frame(std::string_view buf, uint8_t& type, std::string_view& payload, size_t& consumed) {
+  if (buf.size() < kFrameHeader) return FrameStatus::Incomplete;
+  const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
+  const uint32_t n = (uint32_t{p[4]} << 24) | (uint32_t{p[5]} << 16) | (uint32_t{p[6]} << 8) | uint32_t{p[7]};
+  if (n > kMaxFrame) return FrameStatus::TooBig;
+  if (buf.size() < kFrameHeader + n) return FrameStatus::Incomplete;
+  type = p[0];
+  payload = buf.substr(kFrameHeader, n);
+  consumed = kFrameHeader + n;
+  return FrameStatus::Ok;
+}
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not one.
+inline size_t utf8_sequence(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  size_t len;
+  uint32_t cp;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    const auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return len;
+}
+
+// Appends s as the body of a JSON string (no quotes). Invalid UTF-8 becomes U+FFFD so that strict
+// parsers (the engine's nlohmann::json) accept every line the shim writes.
+inline void append_json_escaped(std::string& out, std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
+        default:
+          if (c < 0x20 || c == 0x7F) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+          } else {
+            out += static_cast<char>(c);
+          }
+      }
+      ++i;
+      continue;
+    }
+    if (size_t len = utf8_sequence(s, i)) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\\ufffd";
+      ++i;
+    }
+  }
+}
+
+inline std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  append_json_escaped(out, s);
+  out += '"';
+  return out;
+}
+
+// Finds the value text following "key": in a flat JSON object (the hello and resize payloads are
+// flat, written by the engine). Returns an empty view when the key is missing.
+inline std::string_view json_value_of(std::string_view json, std::string_view key) {
+  std::string quoted = "\"";
+  quoted.append(key);
+  quoted += '"';
+  size_t pos = 0;
+  while ((pos = json.find(quoted, pos)) != std::string_view::npos) {
+    size_t i = pos + quoted.size();
+    while (i < json.size() && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r')) ++i;
+    if (i < json.size() && json[i] == ':') {
+      ++i;
+      while (i < json.size() && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n' || json[i] == '\r')) ++i;
+      return json.substr(i);
+    }
+    pos += quoted.size();
+  }
+  return {};
+}
+
+inline bool json_bool(std::string_view json, std::string_view key, bool fallback = false) {
+  std::string_view v = json_value_of(json, key);
+  if (v.substr(0, 4) == "true") return true;
+  if (v.substr(0, 5) == "false") return false;
+  return fallback;
+}
+
+// A non-negative integer value; -1 when missing or not a number.
+inline int64_t json_uint(std::string_view json, std::string_view key) {
+  std::string_view v = json_value_of(json, key);
+  if (v.empty() || v[0] < '0' || v[0] > '9') return -1;
+  int64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') break;
+    n = n * 10 + (c - '0');
+    if (n > (int64_t{1} << 40)) return -1;
+  }
+  return n;
+}
+
+// RFC3339Nano in UTC as docker writes it: trailing zeros of the fraction trimmed, no fraction when
+// it is zero. time_ns <= 0 is Go's zero time, which docker shows for "not yet".
+inline std::string rfc3339_nano(int64_t time_ns) {
+  if (time_ns <= 0) return "0001-01-01T00:00:00Z";
+  time_t secs = static_cast<time_t>(time_ns / 1000000000);
+  long nanos = static_cast<long>(time_ns % 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                        tm.tm_hour, tm.tm_min, tm.tm_sec);
+  std::string out(buf, static_cast<size_t>(n));
+  if (nanos != 0) {
+    char frac[16];
+    std::snprintf(frac, sizeof frac, ".%09ld", nanos);
+    size_t len = std::strlen(frac);
+    while (frac[len - 1] == '0') --len;
+    out.append(frac, len);
+  }
+  out += 'Z';
+  return out;
+}
+
+inline bool contains_nocase(std::string_view hay, std::string_view needle) {
+  if (needle.size() > hay.size()) return false;
+  for (size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    size_t k = 0;
+    while (k < needle.size()) {
+      char a = hay[i + k], b = needle[k];
+      if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+      if (b >= 'A' && b <= 'Z') b = static_cast<char>(b - 'A' + 'a');
+      if (a != b) break;
+      ++k;
+    }
+    if (k == needle.size()) return true;
+  }
+  return false;
+}
+
+// docker's exit codes for a container that could not run: 127 when the executable was not found,
+// 126 when it could not be invoked, 125 for every other failure. berth-runtime reports both at
+// `create` as `exec: "<cmd>": executable file not found in $PATH`, `exec: "/x": No such file or
+// directory` or `exec: "/x": Permission denied`; only messages about the exec count, so that a
+// missing bind-mount source ("no such file" too) stays 125.
+inline int exit_code_for_runtime_error(std::string_view message) {
+  if (!contains_nocase(message, "exec")) return 125;
+  if (contains_nocase(message, "not found") || contains_nocase(message, "no such file")) return 127;
+  if (contains_nocase(message, "permission denied") || contains_nocase(message, "not executable") ||
+      contains_nocase(message, "exec format error"))
+    return 126;
+  return 125;
+}
+
+// One line from the runtime's stderr: the last non-empty line, trimmed, without the "berth: "
+// prefix the runtime CLI puts on errors (the engine adds its own).
+inline std::string runtime_error_line(std::string_view text) {
+  std::string_view best;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (!line.empty()) best = line;
+    start = end + 1;
+  }
+  if (best.substr(0, 7) == "berth: ") best.remove_prefix(7);
+  return std::string(best);
+}
+
+enum class RestartKind { No, Always, UnlessStopped, OnFailure };
+
+struct RestartPolicy {
+  RestartKind kind = RestartKind::No;
+  int max_retries = 0;  // on-failure:N; 0 = unlimited
+};
+
+// Parses docker's --restart value; false when it is not one.
+inline bool parse_restart_policy(std::string_view text, RestartPolicy& out) {
+  if (text == "no" || text.empty()) {
+    out = {RestartKind::No, 0};
+  } else if (text == "always") {
+    out = {RestartKind::Always, 0};
+  } else if (text == "unless-stopped") {
+    out = {RestartKind::UnlessStopped, 0};
+  } else if (text == "on-failure") {
+    out = {RestartKind::OnFailure, 0};
+  } else if (text.substr(0, 11) == "on-failure:") {
+    std::string_view n = text.substr(11);
+    if (n.empty() || n.size() > 9) return false;
+    int v = 0;
+    for (char c : n) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + (c - '0');
+    }
+    out = {RestartKind::OnFailure, v};
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Whether an exit with exit_code after restart_count restarts is followed by another run (the
+// stop file is checked by the caller).
+inline bool should_restart(const RestartPolicy& p, int exit_code, int restart_count) {
+  switch (p.kind) {
+    case RestartKind::No:
+      return false;
+    case RestartKind::Always:
+    case RestartKind::UnlessStopped:
+      return true;
+    case RestartKind::OnFailure:
+      return exit_code != 0 && (p.max_retries == 0 || restart_count < p.max_retries);
+  }
+  return false;
+}
+
+// docker's restart back-off: 100 ms, doubled for each restart, at most a minute; reset to 100 ms
+// when the run before lasted at least 10 s.
+inline int64_t next_backoff_ms(int64_t previous_ms, int64_t ran_ms) {
+  if (previous_ms <= 0 || ran_ms >= 10000) return 100;
+  int64_t next = previous_ms * 2;
+  return next > 60000 ? 60000 : next;
+}
+
+}  // namespace berth::shim
