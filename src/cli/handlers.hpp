@@ -48,4 +48,14 @@ int cmd_inspect(Context&, const Invocation&);
 int cmd_logs(Context&, const Invocation&);
 int cmd_exec(Context&, const Invocation&);
 
+// container_more_cmds.cpp
+int cmd_cp(Context&, const Invocation&);
+int cmd_diff(Context&, const Invocation&);
+int cmd_top(Context&, const Invocation&);
+int cmd_stats(Context&, const Invocation&);
+int cmd_attach(Context&, const Invocation&);
+int cmd_container_prune(Context&, const Invocation&);
+int cmd_events(Context&, const Invocation&);
+int cmd_info(Context&, const Invocation&);
+
 }  // namespace berth::cli

@@ -13,7 +13,7 @@ namespace berth::engine {
 
 struct RequestedMount {
   storage::MountSpec spec;
-  std::string mode;       // docker's Mounts[].Mode: the -v option string ("ro", "z"…), "" for --mount
+  std::string mode;         // docker's Mounts[].Mode: the -v option string ("ro", "z"…), "" for --mount
   bool from_image = false;  // an anonymous volume for the image's VOLUME list
 };
 
