@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,8 @@ struct Entry {
   Handler handler;
   std::string summary;  // empty: an alias, not listed
 };
+
+int cmd_completion(Context&, const Invocation& inv);
 
 const std::vector<Entry>& table() {
   static const std::vector<Entry> t = {
@@ -104,8 +108,54 @@ const std::vector<Entry>& table() {
       {{"volume", "rm"}, cmd_volume_rm, "Remove one or more volumes"},
       {{"volume", "remove"}, cmd_volume_rm, ""},
       {{"volume", "prune"}, cmd_volume_prune, "Remove unused local volumes"},
+      {{"version"}, cmd_version, "Show the berth version information"},
+      {{"system", "boot"}, cmd_system_boot, "Start the containers whose restart policy says so (at boot)"},
+      {{"completion"}, cmd_completion, "Generate the autocompletion script for the specified shell"},
   };
   return t;
+}
+
+// Shell completion: command words from the table (flags come from each command's --help).
+int cmd_completion(Context&, const Invocation& inv) {
+  if (inv.args.size() != inv.start + 1)
+    throw UsageError("\"berth completion\" requires exactly 1 argument: bash, zsh or fish");
+  std::string shell = inv.args[inv.start];
+  std::set<std::string> top;
+  std::map<std::string, std::set<std::string>> sub;
+  for (const auto& e : table()) {
+    top.insert(e.words[0]);
+    if (e.words.size() > 1) sub[e.words[0]].insert(e.words[1]);
+  }
+  top.insert("runtime");
+  auto join = [](const std::set<std::string>& s) {
+    std::string out;
+    for (const auto& w : s) out += (out.empty() ? "" : " ") + w;
+    return out;
+  };
+  if (shell == "bash") {
+    std::cout << "# bash completion for berth\n_berth() {\n  local cur=${COMP_WORDS[COMP_CWORD]}\n"
+                 "  if [ $COMP_CWORD -eq 1 ]; then\n    COMPREPLY=($(compgen -W \""
+              << join(top) << "\" -- \"$cur\"))\n    return\n  fi\n  case ${COMP_WORDS[1]} in\n";
+    for (const auto& [group, words] : sub)
+      std::cout << "    " << group << ") [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W \"" << join(words)
+                << "\" -- \"$cur\")) ;;\n";
+    std::cout << "  esac\n}\ncomplete -F _berth berth\n";
+  } else if (shell == "zsh") {
+    std::cout << "#compdef berth\n_berth() {\n  if (( CURRENT == 2 )); then\n    compadd " << join(top)
+              << "\n    return\n  fi\n  case $words[2] in\n";
+    for (const auto& [group, words] : sub)
+      std::cout << "    " << group << ") (( CURRENT == 3 )) && compadd " << join(words) << " ;;\n";
+    std::cout << "  esac\n}\ncompdef _berth berth\n";
+  } else if (shell == "fish") {
+    std::cout << "# fish completion for berth\ncomplete -c berth -f -n __fish_use_subcommand -a \"" << join(top)
+              << "\"\n";
+    for (const auto& [group, words] : sub)
+      std::cout << "complete -c berth -f -n \"__fish_seen_subcommand_from " << group << "\" -a \"" << join(words)
+                << "\"\n";
+  } else {
+    throw UsageError("unsupported shell \"" + shell + "\": bash, zsh or fish");
+  }
+  return 0;
 }
 
 void print_usage(std::ostream& out, const std::string& group = "") {
@@ -125,7 +175,11 @@ void print_usage(std::ostream& out, const std::string& group = "") {
     out << "  " << name << std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') << e.summary << "\n";
   }
   if (group.empty())
-    out << "  image     Manage images\n"
+    out << "\nManagement Commands:\n"
+           "  container Manage containers\n"
+           "  image     Manage images\n"
+           "  volume    Manage volumes\n"
+           "  system    Manage berth\n"
            "  runtime   The runc-compatible OCI runtime (also installed as berth-runtime)\n";
   out << "\nRun 'berth COMMAND --help' for more information on a command.\n";
 }
@@ -171,10 +225,6 @@ int main(int argc, char** argv) {
     std::string first = args[cmd_at];
     if (first == "help") {
       print_usage(std::cout);
-      return 0;
-    }
-    if (first == "version") {
-      std::cout << "berth version 0.1.0\n";
       return 0;
     }
     const Entry* best = nullptr;

@@ -127,8 +127,12 @@ std::string go_quote(const std::string& s) { return go_json(json(s)); }
 
 json ps_row(engine::Engine& engine, const engine::Container& c, bool trunc) {
   std::vector<std::string> args = engine::container_args(engine, c);
+  // docker's daemon quotes arguments holding a space: "sh -c 'exit 3'".
   std::string command;
-  for (const auto& a : args) command += (command.empty() ? "" : " ") + a;
+  for (size_t i = 0; i < args.size(); i++) {
+    std::string a = i > 0 && args[i].find(' ') != std::string::npos ? "'" + args[i] + "'" : args[i];
+    command += (command.empty() ? "" : " ") + a;
+  }
   if (trunc) command = ellipsis(command, 20);
   std::string labels;
   json cfg_labels = c.config["Config"].value("Labels", json::object());

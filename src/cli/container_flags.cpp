@@ -859,7 +859,7 @@ json create_body_from_flags(const ParsedArgs& a, bool run, const std::string& cw
   json restart = parse_restart_policy(a.has("restart") ? a.get("restart") : "no");
   const bool auto_remove = a.has("rm");
   if (auto_remove && restart["Name"] != "no" && restart["Name"] != "")
-    throw UsageError("Conflicting options: --restart and --rm");
+    throw UsageError("conflicting options: cannot specify both --restart and --rm");
   host["RestartPolicy"] = restart;
   host["AutoRemove"] = auto_remove;
 

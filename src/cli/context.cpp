@@ -28,7 +28,9 @@ engine::VolumeStore& Context::volumes() {
   if (!volumes_) {
     engine::ensure_schema(images().db());
     volumes_ = std::make_unique<engine::VolumeStore>(images().db(), root);
-    volumes_->reconcile();  // cheap when nothing is pending
+    // Every volume command also reconciles containers (which reconciles volumes): a container
+    // half-created by a crash must not keep a volume "in use".
+    engine();
   }
   return *volumes_;
 }

@@ -48,6 +48,10 @@ int cmd_inspect(Context&, const Invocation&);
 int cmd_logs(Context&, const Invocation&);
 int cmd_exec(Context&, const Invocation&);
 
+// system_cmds.cpp
+int cmd_version(Context&, const Invocation&);
+int cmd_system_boot(Context&, const Invocation&);
+
 // container_more_cmds.cpp
 int cmd_cp(Context&, const Invocation&);
 int cmd_diff(Context&, const Invocation&);

@@ -488,6 +488,29 @@ std::string Engine::create(const json& body) {
   if (image_volumes.is_null()) image_volumes = json::object();
 
   // Everything that can be refused is checked before anything is created.
+  {
+    json& lc = host_config["LogConfig"];
+    if (!lc.is_object()) lc = json::object();
+    if (jstr(lc, "Type").empty()) lc["Type"] = "json-file";
+    if (!lc.contains("Config") || !lc["Config"].is_object()) lc["Config"] = json::object();
+    std::string type = jstr(lc, "Type");
+    if (type != "json-file" && type != "local" && type != "none")
+      throw StatusError("logger: no log driver named '" + type + "' is registered", 125);
+    static const char* known[] = {"max-size",  "max-file", "labels",   "labels-regex", "env",
+                                  "env-regex", "tag",      "compress", "mode",         "max-buffer-size"};
+    for (auto& [key, value] : lc["Config"].items()) {
+      bool ok = false;
+      for (const char* k : known) ok = ok || key == k;
+      if (!ok || type == "none") throw StatusError("unknown log opt '" + key + "' for " + type + " log driver", 125);
+      std::string v = value.is_string() ? value.get<std::string>() : value.dump();
+      try {
+        if (key == "max-size") logs::parse_max_size(v);
+        if (key == "max-file") logs::parse_max_file(v);
+      } catch (const Error& e) {
+        throw StatusError(e.what(), 125);
+      }
+    }
+  }
   std::vector<std::pair<json, std::string>> volumes_from;
   if (auto vf = host_config.find("VolumesFrom"); vf != host_config.end() && vf->is_array()) {
     for (const auto& v : *vf) {
@@ -638,11 +661,9 @@ std::string Engine::create(const json& body) {
         Volume vol =
             impl_->volumes.create(s.source, s.driver.empty() ? "local" : s.driver, s.driver_opts, s.labels, anonymous);
         if (anonymous) anonymous_created.push_back(vol.name);
-        sql::Stmt(impl_->db, "INSERT OR IGNORE INTO container_volumes(container_id,volume,anonymous) VALUES(?,?,?)")
-            .bind(1, id)
-            .bind(2, vol.name)
-            .bind(3, static_cast<int64_t>(anonymous ? 1 : 0))
-            .run();
+        // Checks the volume is still there and records the use in one step (a concurrent
+        // `volume rm` either sees this container or has already removed the volume).
+        impl_->volumes.add_user(vol.name, id, anonymous);
         fault_point("create.volume");
         impl_->volumes.mount_source(vol);
         if (!s.nocopy && s.subpath.empty()) impl_->volumes.copy_up(vol, rootfs, s.target);
@@ -654,7 +675,7 @@ std::string Engine::create(const json& body) {
                                  {"Source", vol.mountpoint},
                                  {"Destination", s.target},
                                  {"Driver", vol.driver},
-                                 {"Mode", m.mode.empty() ? (m.from_image ? "" : "z") : m.mode},
+                                 {"Mode", m.mode.empty() && m.from_binds ? "z" : m.mode},
                                  {"RW", !s.read_only},
                                  {"Propagation", ""}});
         propagation = "rprivate";
@@ -664,9 +685,6 @@ std::string Engine::create(const json& body) {
       if (s.read_only && !s.bind_nonrecursive && s.bind_recursive != "writable") p.options.push_back("rro");
       plans.push_back(p);
     }
-    // docker's Mode for -v volumes is "z" only when given; keep what the user wrote.
-    for (auto& dm : docker_mounts)
-      if (dm["Type"] == "volume" && dm["Mode"] == "z") dm["Mode"] = "";
 
     SpecInput in;
     in.id = id;
@@ -837,7 +855,8 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   {
     sql::Transaction tx(impl_->db);
     sql::Stmt(impl_->db,
-              "UPDATE containers SET state='running', pid=?, started_at=?, finished_at='', exit_code=0, error='' "
+              "UPDATE containers SET state='running', pid=?, started_at=?, finished_at='', exit_code=0, error='', "
+              "manually_stopped=0 "
               "WHERE id=?")
         .bind(1, jint(reply, "pid"))
         .bind(2, logs::format_time(now_ns()))
@@ -867,6 +886,7 @@ void Engine::stop(const std::string& ref, std::optional<int> timeout) {
   if (!stop_signal.empty()) sig = parse_signal_name(stop_signal);
   int wait_s = timeout ? *timeout : static_cast<int>(jint(config, "StopTimeout", 10));
   write_file(state_dir(c.id) + "/stop", "", O_CREAT | O_WRONLY | O_TRUNC);
+  sql::Stmt(impl_->db, "UPDATE containers SET manually_stopped=1 WHERE id=?").bind(1, c.id).run();
   if (c.state == "paused") {
     signal_container(*this, c, sig);
     run_process({runtime_path(), "--root", runtime_root(), "resume", c.id});
@@ -888,6 +908,7 @@ void Engine::kill(const std::string& ref, int sig) {
   if (!c.running() || c.state == "restarting")
     throw StatusError("cannot kill container: " + ref + ": container " + c.id + " is not running", 1);
   write_file(state_dir(c.id) + "/stop", "", O_CREAT | O_WRONLY | O_TRUNC);
+  sql::Stmt(impl_->db, "UPDATE containers SET manually_stopped=1 WHERE id=?").bind(1, c.id).run();
   if (!signal_container(*this, c, sig))
     throw StatusError("cannot kill container: " + ref + ": container " + c.id + " is not running", 1);
   if (sig == SIGKILL) wait_exited(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
@@ -980,6 +1001,30 @@ void Engine::rename(const std::string& ref, const std::string& new_name_in) {
   sql::Stmt(impl_->db, "UPDATE containers SET name=? WHERE id=?").bind(1, new_name).bind(2, c.id).run();
   impl_->add_event("container", "rename", c.id, {{"name", new_name}, {"oldName", "/" + c.name}});
   tx.commit();
+}
+
+std::vector<std::string> Engine::boot() {
+  std::vector<std::string> started;
+  std::vector<Container> all = list();  // folds dead shims: after a reboot every one is dead
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const Container& c = *it;
+    if (c.running()) continue;
+    std::string policy = restart_policy_arg(c.config["HostConfig"]);
+    bool manually_stopped = false;
+    {
+      sql::Stmt s(impl_->db, "SELECT manually_stopped FROM containers WHERE id=?");
+      s.bind(1, c.id);
+      if (s.step()) manually_stopped = s.integer(0) != 0;
+    }
+    // always: started at boot even after a manual stop (docker's daemon-restart rule);
+    // unless-stopped: not after one.
+    if (policy == "always" || (policy == "unless-stopped" && !manually_stopped)) {
+      if (c.state == "created") continue;  // never started: docker doesn't start it either
+      start(c.id);
+      started.push_back(c.id);
+    }
+  }
+  return started;
 }
 
 void Engine::pause(const std::string& ref) {

@@ -114,6 +114,9 @@ class Engine {
   // Blocks until the container is not running; returns its exit code.
   int wait(const std::string& id);
   void rename(const std::string& id, const std::string& new_name);
+  // `berth system boot`: after reconciling, starts the containers whose restart policy says so
+  // (always; unless-stopped unless stopped by the user). Returns their IDs.
+  std::vector<std::string> boot();
   void pause(const std::string& id);
   void unpause(const std::string& id);
 

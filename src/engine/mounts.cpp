@@ -88,7 +88,7 @@ std::vector<RequestedMount> requested_mounts(const nlohmann::json& config, const
     for (const auto& bind : *b) {
       if (!bind.is_string()) throw Error("invalid bind: " + bind.dump());
       std::string text = bind.get<std::string>();
-      RequestedMount r{storage::parse_volume_flag(text), "", false};
+      RequestedMount r{storage::parse_volume_flag(text), "", false, true};
       // docker's Mode is the third field of the -v string ("ro", "rw,z", "").
       size_t first = text.find(':');
       size_t second = first == std::string::npos ? std::string::npos : text.find(':', first + 1);

@@ -15,6 +15,7 @@ struct RequestedMount {
   storage::MountSpec spec;
   std::string mode;         // docker's Mounts[].Mode: the -v option string ("ro", "z"…), "" for --mount
   bool from_image = false;  // an anonymous volume for the image's VOLUME list
+  bool from_binds = false;  // a -v (HostConfig.Binds) entry: docker reports Mode "z" for its volumes
 };
 
 // HostConfig.Mounts[] item (docker's Mount object) → MountSpec; throws Error naming the problem.

@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS containers(
   started_at TEXT NOT NULL DEFAULT '',
   finished_at TEXT NOT NULL DEFAULT '',
   restart_count INTEGER NOT NULL DEFAULT 0,
-  error TEXT NOT NULL DEFAULT ''
+  error TEXT NOT NULL DEFAULT '',
+  manually_stopped INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS container_volumes(
   container_id TEXT NOT NULL,
@@ -48,6 +49,9 @@ CREATE TABLE IF NOT EXISTS events(
   attributes TEXT NOT NULL DEFAULT '{}'
 );
 )");
+  // Roots made before manually_stopped existed get the column.
+  sql::Stmt has(db, "SELECT 1 FROM pragma_table_info('containers') WHERE name='manually_stopped'");
+  if (!has.step()) db.exec("ALTER TABLE containers ADD COLUMN manually_stopped INTEGER NOT NULL DEFAULT 0");
 }
 
 }  // namespace berth::engine

@@ -12,7 +12,8 @@ namespace berth::engine {
 // records must survive power loss, not just a crash). Idempotent and cheap.
 //
 //   containers(id, name UNIQUE, image_id, image_name, created_ns, state, config, mounts, pid,
-//              exit_code, started_at, finished_at, restart_count, error)
+//              exit_code, started_at, finished_at, restart_count, error, manually_stopped)
+//     manually_stopped: set by stop/kill, cleared by start (restart=unless-stopped at boot)
 //     state: creating | created | running | paused | restarting | exited | dead | removing
 //     (creating and removing are intents: reconcile() finishes or undoes them);
 //     config: docker's create body {"Config":{…},"HostConfig":{…}} as create normalised it;
