@@ -7,6 +7,7 @@
 // filter flags libseccomp 2.5 does not know (WAIT_KILLABLE_RECV).
 #include "runtime/seccomp.hpp"
 
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
@@ -20,6 +21,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -135,6 +137,8 @@ class BpfProgram final : public SeccompProgram {
   }
 
   bool uses_notify() const override { return notify_; }
+  unsigned flags() const { return flags_; }
+  const std::vector<sock_filter>& insns() const { return insns_; }
 
  private:
   std::vector<sock_filter> insns_;
@@ -213,7 +217,85 @@ std::vector<sock_filter> export_bpf(scmp_filter_ctx ctx) {
 
 }  // namespace
 
-std::unique_ptr<SeccompProgram> compile_seccomp(const Seccomp& spec) {
+namespace {
+std::unique_ptr<BpfProgram> compile_bpf(const Seccomp& spec);
+}  // namespace
+
+std::unique_ptr<SeccompProgram> compile_seccomp(const Seccomp& spec) { return compile_bpf(spec); }
+
+namespace {
+
+// FNV-1a: only names the cache file; the stored key is compared in full before use.
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+constexpr char kCacheMagic[8] = {'B', 'S', 'E', 'C', 'C', 'M', 'P', '1'};
+
+}  // namespace
+
+std::unique_ptr<SeccompProgram> compile_seccomp_cached(const Seccomp& spec, const std::string& key_json,
+                                                       const std::string& cache_dir) {
+  const scmp_version* v = seccomp_version();
+  std::string key = key_json + "\n" + std::to_string(v ? v->major : 0) + "." + std::to_string(v ? v->minor : 0) + "." +
+                    std::to_string(v ? v->micro : 0) + "/" + std::to_string(seccomp_arch_native());
+  char name[32];
+  std::snprintf(name, sizeof name, "/%016llx.bpf", static_cast<unsigned long long>(fnv1a(key)));
+  std::string path = cache_dir + name;
+  if (UniqueFd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)}) {
+    std::string data;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
+    // magic, u32 key length, key, u32 flags, u8 notify, u32 count, instructions
+    size_t pos = sizeof kCacheMagic;
+    auto u32 = [&](uint32_t* out) {
+      if (data.size() < pos + 4) return false;
+      std::memcpy(out, data.data() + pos, 4);
+      pos += 4;
+      return true;
+    };
+    uint32_t key_len = 0, flags = 0, count = 0;
+    if (n == 0 && data.size() > pos && std::memcmp(data.data(), kCacheMagic, sizeof kCacheMagic) == 0 &&
+        u32(&key_len) && data.size() >= pos + key_len && data.compare(pos, key_len, key) == 0) {
+      pos += key_len;
+      if (u32(&flags) && data.size() > pos) {
+        bool notify = data[pos++] != 0;
+        if (u32(&count) && data.size() == pos + size_t{count} * sizeof(sock_filter)) {
+          std::vector<sock_filter> insns(count);
+          std::memcpy(insns.data(), data.data() + pos, data.size() - pos);
+          return std::make_unique<BpfProgram>(std::move(insns), flags, notify);
+        }
+      }
+    }
+  }
+  std::unique_ptr<BpfProgram> prog = compile_bpf(spec);
+  std::string out(kCacheMagic, sizeof kCacheMagic);
+  auto put32 = [&](uint32_t x) { out.append(reinterpret_cast<const char*>(&x), 4); };
+  put32(static_cast<uint32_t>(key.size()));
+  out += key;
+  put32(prog->flags());
+  out.push_back(prog->uses_notify() ? 1 : 0);
+  put32(static_cast<uint32_t>(prog->insns().size()));
+  out.append(reinterpret_cast<const char*>(prog->insns().data()), prog->insns().size() * sizeof(sock_filter));
+  ::mkdir(cache_dir.c_str(), 0700);
+  std::string tmp = path + ".tmp" + std::to_string(::getpid());
+  if (UniqueFd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)}) {
+    bool ok = ::write(fd.get(), out.data(), out.size()) == static_cast<ssize_t>(out.size());
+    fd.reset();
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+  }
+  return prog;
+}
+
+namespace {
+
+std::unique_ptr<BpfProgram> compile_bpf(const Seccomp& spec) {
   const uint32_t default_action = to_action(spec.default_action, spec.default_errno_ret, "defaultAction");
   // runc refuses this too: every syscall, including the ones the runtime still
   // makes after loading, would wait for a listener that is not yet connected.
@@ -263,6 +345,8 @@ std::unique_ptr<SeccompProgram> compile_seccomp(const Seccomp& spec) {
 
   return std::make_unique<BpfProgram>(export_bpf(ctx.get()), flags, notify);
 }
+
+}  // namespace
 
 void send_seccomp_listener(const std::string& listener_path, int notify_fd, const std::string& state_json,
                            const std::string& metadata) {

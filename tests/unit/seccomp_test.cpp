@@ -20,6 +20,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -553,4 +554,30 @@ TEST(SeccompListener, NotifyEndToEnd) {
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
   ::unlink(path.c_str());
+}
+
+// ---------------------------------------------------------------- the compiled-filter cache
+
+TEST(SeccompCache, SecondLoadComesFromTheCacheAndBehavesTheSame) {
+  char tmpl[] = "/tmp/berth-seccomp-cache-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = std::string(tmpl) + "/cache";
+  rt::Seccomp s = deny_by_default({rule({"getppid"}, "SCMP_ACT_ALLOW")});
+  auto first = rt::compile_seccomp_cached(s, "key-a", dir);
+  // One file, holding the key; the second call must not need libseccomp's answer to match.
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+  ASSERT_EQ(files.size(), 1u);
+  auto second = rt::compile_seccomp_cached(s, "key-a", dir);
+  int status = run_in_child(*second, [] { return ::getppid() > 0 && ::getuid() == static_cast<uid_t>(-1) ? 1 : 0; });
+  // getuid is denied (ERRNO → -1), getppid allowed.
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  // A different key (another profile) is never served the cached filter.
+  rt::Seccomp allow_all = filter("SCMP_ACT_ALLOW");
+  auto other = rt::compile_seccomp_cached(allow_all, "key-b", dir);
+  status = run_in_child(*other, [] { return ::getuid() != static_cast<uid_t>(-1) ? 1 : 0; });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::filesystem::remove_all(tmpl);
 }
