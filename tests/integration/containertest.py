@@ -29,6 +29,17 @@ def busybox_tar(tmp_path_factory):
     return tar
 
 
+def poll(fn, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
 class Engine(Berth):
     """berth with a private root and run dir; knows how to clean up after itself."""
 

@@ -12,22 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from containertest import Engine, busybox_tar, engine  # noqa: F401
+from containertest import Engine, busybox_tar, engine, poll  # noqa: F401
 
 CREATE_STEPS = ["create.row", "create.mount", "create.volume", "create.spec"]
 RM_STEPS = ["rm.mark", "rm.unmount", "rm.dir", "rm.row"]
 LOOP = ["sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done"]
-
-
-def poll(fn, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:

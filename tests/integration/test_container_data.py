@@ -14,21 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from containertest import Engine, busybox_tar, engine, import_busybox  # noqa: F401
+from containertest import Engine, busybox_tar, engine, import_busybox, poll  # noqa: F401
 
 FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 LOOP = ["sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done"]
-
-
-def poll(fn, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def volumes(engine: Engine) -> list[str]:

@@ -15,20 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from containertest import Engine, busybox_tar, engine  # noqa: F401
+from containertest import Engine, busybox_tar, engine, poll  # noqa: F401
 
 LOOP = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
-
-
-def poll(fn, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def sh(engine: Engine, name: str, script: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from containertest import Engine, busybox_tar, engine  # noqa: F401
+from containertest import Engine, busybox_tar, engine, poll  # noqa: F401
 
 FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 SHORT_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -24,17 +24,6 @@ TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"
 LOOP = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
 # Same, announcing itself in the log once its trap is set.
 READY_LOOP = ["sh", "-c", "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done"]
-
-
-def poll(fn, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def run_detached(engine: Engine, *args) -> str:
