@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import secrets
@@ -211,7 +210,8 @@ class Bench:
         if alive:
             self.warnings.append(f"{what}: {len(alive)} shim(s) still running after rm -f (e.g. pid "
                                  f"{next(iter(alive.values()))})")
-        left = [p.name for p in self.run_dir.iterdir() if p.name in set(ids)]
+        idset = set(ids)
+        left = [p.name for p in self.run_dir.iterdir() if p.name in idset]
         if left:
             self.warnings.append(f"{what}: {len(left)} run dir(s) left in {self.run_dir} after rm")
         cdir = self.root / "containers"
@@ -276,7 +276,7 @@ class Bench:
                     series[name].append(r.ms)
             if a.progress and i >= 0 and (i + 1) % 10 == 0:
                 log(f"  run: {i + 1}/{a.iterations} rounds")
-        left = [i for i in self.container_ids()]
+        left = self.container_ids()
         if left:
             self.warnings.append(f"run: {len(left)} container(s) left after `run --rm` (removed now)")
             self.rm_containers(left)

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "cli/container_flags.hpp"
 #include "cli/format.hpp"
@@ -93,7 +94,11 @@ std::string status_text(const engine::Container& c) {
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     return human_duration(now - t);
   };
-  if (c.state == "running") return "Up " + ago(c.started_at);
+  if (c.state == "running") {
+    std::string health = c.health.is_object() ? c.health.value("Status", "") : "";
+    if (health == "starting") health = "health: starting";
+    return "Up " + ago(c.started_at) + (health.empty() ? "" : " (" + health + ")");
+  }
   if (c.state == "paused") return "Up " + ago(c.started_at) + " (Paused)";
   if (c.state == "restarting") return "Restarting (" + std::to_string(c.exit_code) + ") " + ago(c.finished_at) + " ago";
   if (c.state == "exited")
@@ -224,10 +229,21 @@ int cmd_run(Context& ctx, const Invocation& inv) {
     throw;
   }
   if (auto_remove) {
-    // The shim's exit command removes it too; whichever comes first wins, the other finds nothing.
-    try {
-      engine.remove(id, true, true);
-    } catch (const engine::NotFound&) {
+    // The shim's exit command (berth rm -v) removes it; like docker's CLI, wait for that, so the
+    // container is gone when run returns. Remove it here only if that does not happen.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto delay = std::chrono::milliseconds(1);
+    // The row goes last in a removal: once it is gone, so are the directories and mounts.
+    while (engine.exists(id)) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        try {
+          engine.remove(id, true, true);
+        } catch (const engine::NotFound&) {
+        }
+        break;
+      }
+      std::this_thread::sleep_for(delay);
+      if (delay < std::chrono::milliseconds(10)) delay *= 2;
     }
   }
   return code;
@@ -416,6 +432,10 @@ int cmd_ps(Context& ctx, const Invocation& inv) {
       throw UsageError("invalid filter 'status=" + v + "': Invalid filter 'status=" + v +
                        "'. Must be one of: created, restarting, running, removing, paused, exited, dead");
   }
+  if (auto h = filters.find("health"); h != filters.end())
+    for (const auto& v : h->second)
+      if (v != "starting" && v != "healthy" && v != "unhealthy" && v != "none")
+        throw UsageError("Unrecognised filter value for health: " + v);
   auto& engine = ctx.engine();
   std::vector<engine::Container> list = engine.list();
   bool trunc = !a.has("no-trunc");
@@ -443,6 +463,10 @@ int cmd_ps(Context& ctx, const Invocation& inv) {
               }
             }) &&
         any("id", [&](const std::string& v) { return c.id.rfind(v, 0) == 0; }) &&
+        any("health",
+            [&](const std::string& v) {
+              return v == (c.health.is_object() ? c.health.value("Status", "none") : std::string("none"));
+            }) &&
         any("exited", [&](const std::string& v) { return c.state == "exited" && std::to_string(c.exit_code) == v; }) &&
         any("ancestor",
             [&](const std::string& v) {

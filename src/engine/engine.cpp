@@ -71,6 +71,29 @@ int64_t jint(const json& j, const char* key, int64_t def = 0) {
   return it != j.end() && it->is_number() ? it->get<int64_t>() : def;
 }
 
+// The argv of the container's health check (docker's Config.Healthcheck.Test: CMD-SHELL runs in
+// the container's Shell, /bin/sh -c by default); empty for none (NONE, no test, an unknown type).
+std::vector<std::string> health_check_args(const json& config) {
+  auto hc = config.find("Healthcheck");
+  if (hc == config.end() || !hc->is_object()) return {};
+  auto test = hc->find("Test");
+  if (test == hc->end() || !test->is_array() || test->empty() || !(*test)[0].is_string()) return {};
+  std::vector<std::string> words;
+  for (const auto& w : *test)
+    if (w.is_string()) words.push_back(w.get<std::string>());
+  if (words[0] == "CMD" && words.size() > 1) return {words.begin() + 1, words.end()};
+  if (words[0] != "CMD-SHELL" || words.size() < 2) return {};
+  std::vector<std::string> argv = {"/bin/sh", "-c"};
+  auto shell = config.find("Shell");
+  if (shell != config.end() && shell->is_array() && !shell->empty()) {
+    argv.clear();
+    for (const auto& w : *shell)
+      if (w.is_string()) argv.push_back(w.get<std::string>());
+  }
+  argv.push_back(words[1]);
+  return argv;
+}
+
 bool is_mountpoint(const std::string& path) {
   struct stat here, parent;
   if (::stat(path.c_str(), &here) != 0) return false;
@@ -84,15 +107,23 @@ class ContainerLock {
   ContainerLock(const std::string& root, const std::string& id, bool wait) {
     mkdir_p(root + "/locks", 0700);
     path_ = root + "/locks/container-" + id + ".lock";
-    fd_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd_) throw_errno("open " + path_);
-    while (::flock(fd_.get(), LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
-      if (errno == EINTR) continue;
-      if (errno == EWOULDBLOCK) {
-        fd_.reset();
-        return;
+    for (;;) {
+      fd_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+      if (!fd_) throw_errno("open " + path_);
+      while (::flock(fd_.get(), LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK) {
+          fd_.reset();
+          return;
+        }
+        throw_errno("flock " + path_);
       }
-      throw_errno("flock " + path_);
+      // The holder before us may have unlinked the file (remove_file): a lock on an unlinked
+      // inode excludes nobody, so take it again on the file that is there now.
+      struct stat held, now;
+      if (::fstat(fd_.get(), &held) == 0 && ::stat(path_.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
+          held.st_dev == now.st_dev)
+        return;
     }
   }
   bool held() const { return static_cast<bool>(fd_); }
@@ -284,9 +315,15 @@ namespace {
 
 // Folds what the shim recorded into the row (and the database, when it changed).
 void refresh(Engine& engine, sql::Db& db, Container& c) {
-  if (!c.running()) return;
+  const bool has_check =
+      c.config.is_object() && c.config.contains("Config") && !health_check_args(c.config["Config"]).empty();
+  if (!c.running() && !has_check) return;
   std::string dir = engine.container_dir(c.id);
   json status = read_json_file(dir + "/status.json");
+  // The shim's health (docker's State.Health), kept with the status file, not in the database.
+  if (has_check && status.is_object() && status.contains("health") && status["health"].is_object())
+    c.health = status["health"];
+  if (!c.running()) return;
   bool alive = shim_alive(engine.state_dir(c.id));
   Container before = c;
   if (status.is_object()) c.log_dropped = jint(status, "log_dropped");
@@ -412,6 +449,12 @@ Container Engine::get(const std::string& ref_in) {
   return *c;
 }
 
+bool Engine::exists(const std::string& id) {
+  sql::Stmt s(impl_->db, "SELECT 1 FROM containers WHERE id=?");
+  s.bind(1, id);
+  return s.step();
+}
+
 std::vector<Container> Engine::list() {
   std::vector<Container> out;
   {
@@ -436,9 +479,18 @@ void Engine::reconcile() {
     sql::Stmt s(impl_->db, "SELECT id,state FROM containers WHERE state IN ('creating','removing','removing-volumes')");
     while (s.step()) pending.emplace_back(s.text(0), s.text(1));
   }
-  for (const auto& [id, state] : pending) {
+  for (const auto& entry : pending) {
+    const std::string& id = entry.first;
     ContainerLock lock(root_, id, false);
     if (!lock.held()) continue;  // its creator or remover is still at work
+    // It may have finished between the query and the lock: only what is still pending now is ours.
+    std::string state;
+    {
+      sql::Stmt s(impl_->db, "SELECT state FROM containers WHERE id=?");
+      s.bind(1, id);
+      if (s.step()) state = s.text(0);
+    }
+    if (state != "creating" && state != "removing" && state != "removing-volumes") continue;
     // Both finish the same way: whatever was made goes, the row last.
     std::vector<std::pair<std::string, bool>> vols;
     {
@@ -707,6 +759,8 @@ std::string Engine::create(const json& body) {
       json merged = {{"Config", merge_config(config, image_config)}, {"HostConfig", host_config}};
       merged["Config"]["Image"] = image_ref;
       if (jstr(merged["Config"], "Hostname").empty()) merged["Config"]["Hostname"] = hostname;
+      // The process's command line, for ps and inspect without reading config.json.
+      if (spec.contains("process") && spec["process"].contains("args")) merged["Args"] = spec["process"]["args"];
       sql::Stmt(impl_->db, "UPDATE containers SET state='created', mounts=?, config=? WHERE id=?")
           .bind(1, docker_mounts.dump())
           .bind(2, merged.dump())
@@ -804,6 +858,25 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   if (host_config.value("AutoRemove", false))
     args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
                              "rm", "--exit-arg", "-v", "--exit-arg", c.id});
+  // Health check: the shim runs it with `RUNTIME exec --process` (the container's own process, as exec).
+  if (std::vector<std::string> check = health_check_args(config); !check.empty()) {
+    json process = json::parse(read_file(dir + "/config.json")).value("process", json::object());
+    process["args"] = check;
+    process["terminal"] = false;
+    process.erase("consoleSize");
+    std::string process_path = sdir + "/health-process.json";
+    write_file_atomic(process_path, process.dump(), 0600);
+    const json& hc = config["Healthcheck"];
+    auto positive = [&](const char* key, int64_t fallback) {
+      int64_t v = jint(hc, key);
+      return std::to_string(v > 0 ? v : fallback);
+    };
+    constexpr int64_t kSecond = 1000000000;  // docker's defaults: 30s, 30s, 0, 5s, 3 retries
+    args.insert(args.end(), {"--health-process", process_path, "--health-interval", positive("Interval", 30 * kSecond),
+                             "--health-timeout", positive("Timeout", 30 * kSecond), "--health-start-period",
+                             positive("StartPeriod", 0), "--health-start-interval",
+                             positive("StartInterval", 5 * kSecond), "--health-retries", positive("Retries", 3)});
+  }
 
   int sync[2];
   if (::pipe2(sync, O_CLOEXEC) != 0) throw_errno("pipe2");

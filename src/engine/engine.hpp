@@ -62,6 +62,7 @@ struct Container {
   std::string started_at, finished_at, error;
   int restart_count = 0;
   int64_t log_dropped = 0;
+  nlohmann::json health;  // docker's State.Health from the shim's status.json (null: none); not in the DB
 
   bool running() const { return state == "running" || state == "paused" || state == "restarting"; }
 };
@@ -99,6 +100,8 @@ class Engine {
   // Resolves a name, full ID or unique ID prefix; throws NotFound.
   Container get(const std::string& ref);
   std::vector<Container> list();
+  // Whether a row with this full ID exists in any state (also mid-create or mid-removal).
+  bool exists(const std::string& id);
 
   // body: docker's ContainerCreate body, with "Name". Returns the new container's ID.
   std::string create(const nlohmann::json& body);

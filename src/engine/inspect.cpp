@@ -10,6 +10,13 @@ using nlohmann::json;
 std::string time_string(int64_t ns) { return logs::format_time(ns); }
 
 std::vector<std::string> container_args(Engine& engine, const Container& c) {
+  // Rows made since the command line is kept in the database need no file read (ps of many).
+  if (auto it = c.config.find("Args"); it != c.config.end() && it->is_array()) {
+    std::vector<std::string> args;
+    for (const auto& a : *it)
+      if (a.is_string()) args.push_back(a.get<std::string>());
+    return args;
+  }
   auto text = read_file_if_exists(engine.container_dir(c.id) + "/config.json");
   if (!text) return {};
   json spec = json::parse(*text, nullptr, false);
@@ -40,6 +47,8 @@ json inspect_json(Engine& engine, const Container& c) {
                 {"FinishedAt", c.finished_at.empty() ? zero_time : c.finished_at},
                 // berth: bytes of output the log writer had to drop (a slow disk); docker has no such field.
                 {"LogDropped", c.log_dropped}};
+  // Only for a container with a health check that has been started (docker's omitempty Health).
+  if (c.health.is_object()) state["Health"] = c.health;
   json network_mode = host_config.value("NetworkMode", "");
   json inspect = {
       {"Id", c.id},

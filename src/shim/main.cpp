@@ -101,6 +101,11 @@ struct Options {
   RestartPolicy restart;
   std::string exit_command;
   std::vector<std::string> exit_args;
+  // Health check (--health-process): the process file for `RUNTIME exec --process`.
+  std::string health_process;
+  int64_t health_interval_ns = 30000000000, health_timeout_ns = 30000000000, health_start_period_ns = 0,
+          health_start_interval_ns = 5000000000;
+  int health_retries = 3;
 };
 
 int64_t parse_number(const std::string& flag, const std::string& text) {
@@ -123,7 +128,8 @@ Options parse_args(int argc, char** argv) {
                                             {"--state-dir", &Options::state_dir},
                                             {"--status-file", &Options::status_file},
                                             {"--log-path", &Options::log_path},
-                                            {"--exit-command", &Options::exit_command}};
+                                            {"--exit-command", &Options::exit_command},
+                                            {"--health-process", &Options::health_process}};
   using BoolFlag = std::pair<std::string_view, bool Options::*>;
   static constexpr BoolFlag kBools[] = {{"--tty", &Options::tty},
                                         {"--stdin", &Options::open_stdin},
@@ -158,6 +164,15 @@ Options parse_args(int argc, char** argv) {
     } else if (flag == "--restart") {
       std::string v = value();
       if (!parse_restart_policy(v, o.restart)) throw Error("invalid --restart policy: " + v);
+    } else if (flag == "--health-interval" || flag == "--health-timeout" || flag == "--health-start-period" ||
+               flag == "--health-start-interval") {
+      int64_t ns = parse_number(flag, value());
+      if (flag == "--health-interval") o.health_interval_ns = ns;
+      if (flag == "--health-timeout") o.health_timeout_ns = ns;
+      if (flag == "--health-start-period") o.health_start_period_ns = ns;
+      if (flag == "--health-start-interval") o.health_start_interval_ns = ns;
+    } else if (flag == "--health-retries") {
+      o.health_retries = static_cast<int>(std::min<int64_t>(parse_number(flag, value()), 1 << 30));
     } else if (flag == "--exit-arg") {
       o.exit_args.push_back(value());
     } else {
@@ -165,11 +180,14 @@ Options parse_args(int argc, char** argv) {
     }
   }
   for (const auto& [name, member] : kStrings)
-    if ((o.*member).empty() && name != "--log-path" && name != "--exit-command")
+    if ((o.*member).empty() && name != "--log-path" && name != "--exit-command" && name != "--health-process")
       throw Error("missing required flag " + std::string(name));
   if (o.sync_fd == -1) throw Error("missing required flag --sync-fd");
   if (o.sync_fd < 3) throw Error("--sync-fd must be a descriptor >= 3 (0-2 become /dev/null and shim.log)");
   if (!o.exit_args.empty() && o.exit_command.empty()) throw Error("--exit-arg without --exit-command");
+  if (o.health_interval_ns <= 0 || o.health_timeout_ns <= 0 || o.health_start_interval_ns <= 0)
+    throw Error("--health-interval, --health-timeout and --health-start-interval must be positive");
+  if (o.health_retries < 1) o.health_retries = 1;
   return o;
 }
 
@@ -299,6 +317,15 @@ class Shim {
   void flush_clients();
   void spawn_exit_command();
   std::string exit_payload() const;
+  // Health checks: one `RUNTIME exec` child at a time, its output read by the loop and its exit
+  // reaped by reap() like init's.
+  bool health_enabled() const { return !o_.health_process.empty(); }
+  void schedule_health();
+  void start_health_check();
+  void read_health_output();
+  void health_timeout();
+  void on_health_exit(int status);
+  void cancel_health_check();
 
   Options o_;
   int sync_fd_;
@@ -323,6 +350,12 @@ class Shim {
   int restart_count_ = 0;
   int64_t backoff_ms_ = 0, restart_at_ms_ = 0;
   int64_t log_full_since_ = 0;
+  HealthState health_;
+  pid_t health_pid_ = -1;      // the running check's `RUNTIME exec`, -1 when none
+  UniqueFd health_out_;        // its stdout and stderr
+  std::string health_output_;  // the first kHealthOutputMax bytes of it
+  bool health_truncated_ = false, health_timed_out_ = false, health_discard_ = false;
+  int64_t health_start_ns_ = 0, health_deadline_ms_ = 0, next_health_ms_ = 0;
   char read_buf_[kReadChunk];
 };
 
@@ -360,7 +393,12 @@ void Shim::write_status() {
                   ",\"started_at\":\"" + rfc3339_nano(started_ns_) + "\",\"finished_at\":\"" +
                   rfc3339_nano(finished_ns_) + "\",\"restart_count\":" + std::to_string(restart_count_) +
                   ",\"oom_killed\":false,\"log_dropped\":" + std::to_string(log_ ? log_->dropped() : 0) +
-                  ",\"error\":" + json_string(error_) + "}\n";
+                  ",\"error\":" + json_string(error_);
+  if (health_enabled() && state_ != "created") {
+    s += ",\"health\":";
+    health_.append_json(s);
+  }
+  s += "}\n";
   // Atomic: a temporary file in the same directory, fsync, rename.
   std::string tmp = o_.status_file + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -543,6 +581,10 @@ Shim::Outcome Shim::start() {
     exit_code_ = 0;
     state_ = "running";
     phase_ = Phase::Running;
+    if (health_enabled()) {
+      health_.reset();
+      schedule_health();
+    }
   }
   return out;
 }
@@ -649,6 +691,8 @@ void Shim::loop() {
     const size_t out_i = pfds.size();
     add(out_fd_ && !stalled ? out_fd_.get() : -1, POLLIN, nullptr);
     add(err_fd_ && !stalled ? err_fd_.get() : -1, POLLIN, nullptr);
+    const size_t health_i = pfds.size();
+    add(health_out_ ? health_out_.get() : -1, POLLIN, nullptr);
     const int in_fd = o_.tty ? out_fd_.get() : stdin_fd_.get();
     const size_t in_i = pfds.size();
     add(!stdin_buf_.empty() && in_fd >= 0 ? in_fd : -1, POLLOUT, nullptr);
@@ -663,6 +707,16 @@ void Shim::loop() {
     // keep `berth stop` waiting for a back-off of up to a minute.
     if (phase_ == Phase::Backoff) timeout = static_cast<int>(std::clamp<int64_t>(restart_at_ms_ - mono_ms(), 0, 100));
     if (stalled) timeout = 5;
+    // The next health check, or the running one's timeout.
+    int64_t health_due = -1;
+    if (health_pid_ > 0 && !health_timed_out_ && !health_discard_)
+      health_due = health_deadline_ms_;
+    else if (health_pid_ <= 0 && health_enabled() && phase_ == Phase::Running && init_pid_ > 0)
+      health_due = next_health_ms_;
+    if (health_due >= 0) {
+      int wait = static_cast<int>(std::clamp<int64_t>(health_due - mono_ms(), 0, 1 << 30));
+      timeout = timeout < 0 ? wait : std::min(timeout, wait);
+    }
     int n = ::poll(pfds.data(), pfds.size(), timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -673,6 +727,7 @@ void Shim::loop() {
     // Output first, so that an exit seen in the same round comes after the output before it.
     if (pfds[out_i].revents) read_output(out_fd_, LogPump::kStdoutRecord, 4);
     if (pfds[out_i + 1].revents) read_output(err_fd_, LogPump::kStderrRecord, 4);
+    if (pfds[health_i].revents) read_health_output();
     if (pfds[in_i].revents) flush_stdin();
     for (size_t i = in_i + 1; i < pfds.size(); ++i) {
       Client* c = owners[i];
@@ -691,7 +746,113 @@ void Shim::loop() {
     if (start_pending_ && phase_ == Phase::Created) begin_start();
     start_pending_ = false;
     if (phase_ == Phase::Backoff && (mono_ms() >= restart_at_ms_ || stop_requested())) restart();
+    if (health_enabled() && phase_ == Phase::Running && init_pid_ > 0) {
+      if (health_pid_ <= 0 && mono_ms() >= next_health_ms_) start_health_check();
+      if (health_pid_ > 0 && !health_timed_out_ && !health_discard_ && mono_ms() >= health_deadline_ms_)
+        health_timeout();
+    }
   }
+}
+
+void Shim::schedule_health() {
+  int64_t wait_ns = health_interval(health_, now_ns(), started_ns_, o_.health_start_period_ns, o_.health_interval_ns,
+                                    o_.health_start_interval_ns);
+  next_health_ms_ = mono_ms() + (wait_ns + 999999) / 1000000;
+}
+
+// `RUNTIME exec --process FILE ID` with stdout and stderr into one pipe, as docker's probe.
+void Shim::start_health_check() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
+    diag(errno_message("pipe for the health check", errno));
+    schedule_health();
+    return;
+  }
+  UniqueFd r(p[0]), w(p[1]);
+  ::unlinkat(dir_fd_.get(), "health.pid", 0);
+  try {
+    health_pid_ =
+        spawn(runtime_args({"exec", "--pid-file", o_.state_dir + "/health.pid", "--process", o_.health_process, o_.id}),
+              -1, w.get(), w.get());
+  } catch (const std::exception& e) {
+    diag(std::string("health check: ") + e.what());
+    schedule_health();
+    return;
+  }
+  health_out_ = std::move(r);
+  set_nonblock(health_out_.get());
+  health_output_.clear();
+  health_truncated_ = health_timed_out_ = health_discard_ = false;
+  health_start_ns_ = now_ns();
+  health_deadline_ms_ = mono_ms() + (o_.health_timeout_ns + 999999) / 1000000;
+}
+
+void Shim::read_health_output() {
+  while (health_out_) {
+    ssize_t n = ::read(health_out_.get(), read_buf_, sizeof read_buf_);
+    if (n > 0) {
+      append_health_output(health_output_, health_truncated_, std::string_view(read_buf_, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    health_out_.reset();  // EOF
+  }
+}
+
+// Kills the check: its process in the container (the runtime wrote its pid) and the runtime.
+void Shim::health_timeout() {
+  health_timed_out_ = true;
+  cancel_health_check();
+  health_discard_ = false;
+}
+
+void Shim::cancel_health_check() {
+  if (health_pid_ <= 0) return;
+  health_discard_ = true;
+  UniqueFd pf(::openat(dir_fd_.get(), "health.pid", O_RDONLY | O_CLOEXEC));
+  if (pf) {
+    char buf[32];
+    ssize_t n = ::read(pf.get(), buf, sizeof buf - 1);
+    if (n > 0) {
+      buf[n] = '\0';
+      // The runtime waits for this process, so while the runtime is unreaped the pid is still its.
+      pid_t pid = static_cast<pid_t>(std::atoi(buf));
+      if (pid > 0) ::kill(pid, SIGKILL);
+    }
+  }
+  ::kill(health_pid_, SIGKILL);
+}
+
+void Shim::on_health_exit(int status) {
+  health_pid_ = -1;
+  read_health_output();  // what the check wrote before it exited
+  health_out_.reset();
+  ::unlinkat(dir_fd_.get(), "health.pid", 0);
+  if (phase_ != Phase::Running || init_pid_ <= 0) return;
+  if (health_discard_) {
+    schedule_health();
+    return;
+  }
+  HealthResult r;
+  r.start_ns = health_start_ns_;
+  r.end_ns = now_ns();
+  if (health_timed_out_) {
+    r.exit_code = -1;
+    r.output = "Health check exceeded timeout (" + go_duration(o_.health_timeout_ns) + ")";
+  } else {
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+    // Exactly sized: five of these stay in the log.
+    r.output.reserve(health_output_.size() + (health_truncated_ ? 3 : 0));
+    r.output = health_output_;
+    if (health_truncated_) r.output += "...";
+  }
+  std::string().swap(health_output_);
+  health_.record(std::move(r), started_ns_, o_.health_start_period_ns, o_.health_retries);
+  write_status();
+  // Every check allocates and frees a few KiB of output and status text: give the free pages back.
+  malloc_trim(0);
+  schedule_health();
 }
 
 void Shim::accept_clients() {
@@ -923,7 +1084,11 @@ void Shim::reap() {
     pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid < 0 && errno == EINTR) continue;
     if (pid <= 0) return;
-    if (pid == init_pid_) on_init_exit(status);
+    if (pid == init_pid_) {
+      on_init_exit(status);
+    } else if (pid == health_pid_) {
+      on_health_exit(status);
+    }
   }
 }
 
@@ -937,6 +1102,7 @@ void Shim::on_init_exit(int status) {
   finished_ns_ = now_ns();
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
   init_pid_ = -1;
+  cancel_health_check();
   drain_output();
   out_fd_.reset();
   err_fd_.reset();

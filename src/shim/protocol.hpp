@@ -8,6 +8,7 @@
 //              [--tty] [--stdin] [--stdin-once] [--wait-attach]
 //              [--restart no|always|unless-stopped|on-failure[:N]]
 //              [--exit-command PATH [--exit-arg ARG]...]
+//              [--health-process FILE --health-interval NS …] (see "Health checks" below)
 // with fd N the write end of a pipe. The shim detaches (setsid, forks: the process the engine
 // started exits at once, so waitpid on it returns quickly), becomes PR_SET_CHILD_SUBREAPER, takes
 // an exclusive flock on <state-dir>/shim.lock for its whole life, creates <state-dir>/attach.sock,
@@ -69,6 +70,26 @@
 // - --log-max-size -1 (or no --log-max-size) is no rotation; --log-max-file defaults to 1.
 // - The exit command starts after the shim has exited (shim.lock is free when it runs), in its own
 //   session with stdio on /dev/null, and is not waited for.
+// - Health checks (docker's Config.Healthcheck):
+//     [--health-process FILE --health-interval NS --health-timeout NS --health-start-period NS
+//      --health-start-interval NS --health-retries N]
+//   FILE is an OCI process (the engine writes it from config.json's process: same user, env, cwd,
+//   capabilities; args the check's argv, CMD-SHELL as ["/bin/sh","-c",cmd]; terminal false).
+//   Without --health-process nothing runs. Defaults: interval and timeout 30 s, start period 0,
+//   start interval 5 s, retries 3. While the container runs, the shim runs
+//   `RUNTIME --root R exec --pid-file <state-dir>/health.pid --process FILE ID` every interval
+//   (start interval while still "starting" within the start period), one at a time, measured
+//   from the end of the previous check; stdout and stderr share one pipe, of which the first
+//   4096 bytes are kept ("..." appended when there was more). Past the timeout the check's
+//   process (health.pid) and the runtime are SIGKILLed and the result is ExitCode -1, Output
+//   "Health check exceeded timeout (<Go duration>)". Docker's rules: "starting" until the first
+//   success; a failure while "starting" within the start period does not count; a success makes
+//   it "healthy" (FailingStreak 0); Retries consecutive failures "unhealthy". Every (re)start of
+//   the container goes back to "starting" (the log is kept). The status file then carries
+//     "health":{"Status":"starting"|"healthy"|"unhealthy","FailingStreak":N,
+//               "Log":[{"Start":"RFC3339Nano","End":"RFC3339Nano","ExitCode":N,"Output":"…"}]}
+//   (the last 5 results, oldest first; absent while "created"), rewritten after every result and
+//   kept after the container exits.
 #pragma once
 
 #include <cstddef>

@@ -5,11 +5,13 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shim/protocol.hpp"
 
@@ -296,6 +298,121 @@ inline int64_t next_backoff_ms(int64_t previous_ms, int64_t ran_ms) {
   if (previous_ms <= 0 || ran_ms >= 10000) return 100;
   int64_t next = previous_ms * 2;
   return next > 60000 ? 60000 : next;
+}
+
+// Go's time.Duration.String(), which docker uses in "Health check exceeded timeout (30s)":
+// "0s", "500ms", "1.5µs", "1m30s", "1h0m0s".
+inline std::string go_duration(int64_t ns) {
+  if (ns == 0) return "0s";
+  std::string sign = ns < 0 ? "-" : "";
+  uint64_t u = ns < 0 ? static_cast<uint64_t>(-(ns + 1)) + 1 : static_cast<uint64_t>(ns);
+  // whole units plus the fraction (digits of `frac_digits` places, trailing zeros trimmed)
+  auto fixed = [](uint64_t v, int frac_digits, const char* unit) {
+    uint64_t div = 1;
+    for (int i = 0; i < frac_digits; ++i) div *= 10;
+    std::string out = std::to_string(v / div);
+    uint64_t frac = v % div;
+    if (frac != 0) {
+      std::string f = std::to_string(frac);
+      f.insert(0, static_cast<size_t>(frac_digits) - f.size(), '0');
+      while (f.back() == '0') f.pop_back();
+      out += '.' + f;
+    }
+    return out + unit;
+  };
+  if (u < 1000) return sign + std::to_string(u) + "ns";
+  if (u < 1000000) return sign + fixed(u, 3, "\xc2\xb5s");
+  if (u < 1000000000) return sign + fixed(u, 6, "ms");
+  uint64_t secs = u / 1000000000;
+  std::string out = sign;
+  if (secs >= 3600) out += std::to_string(secs / 3600) + "h";
+  if (secs >= 60) out += std::to_string(secs / 60 % 60) + "m";
+  return out + fixed(u % 60000000000, 9, "s");
+}
+
+// Health checks, with docker's rules (daemon/health.go).
+inline constexpr size_t kHealthOutputMax = 4096;  // docker keeps this much of a check's output…
+inline constexpr size_t kHealthLogEntries = 5;    // …and this many results
+
+// Appends data to out up to kHealthOutputMax bytes; sets truncated when some was left out.
+inline void append_health_output(std::string& out, bool& truncated, std::string_view data) {
+  size_t room = kHealthOutputMax - std::min(out.size(), kHealthOutputMax);
+  if (data.size() > room) truncated = true;
+  out.append(data.substr(0, room));
+}
+
+struct HealthResult {
+  int64_t start_ns = 0, end_ns = 0;
+  int exit_code = 0;
+  std::string output;
+};
+
+struct HealthState {
+  std::string status = "starting";  // "starting", "healthy", "unhealthy"
+  int failing_streak = 0;
+  std::vector<HealthResult> log;  // the last kHealthLogEntries results, oldest first
+
+  // A new run of the container: starting again, the log kept (as docker).
+  void reset() {
+    status = "starting";
+    failing_streak = 0;
+  }
+
+  // Folds one result in. A failure while still "starting" and within start_period_ns of the
+  // container's start does not count; retries consecutive failures make it unhealthy.
+  void record(HealthResult r, int64_t container_started_ns, int64_t start_period_ns, int retries) {
+    const bool ok = r.exit_code == 0;
+    const int64_t start = r.start_ns;
+    log.push_back(std::move(r));
+    if (log.size() > kHealthLogEntries) log.erase(log.begin());
+    if (ok) {
+      failing_streak = 0;
+      status = "healthy";
+      return;
+    }
+    if (status == "starting" && start - container_started_ns < start_period_ns) return;
+    ++failing_streak;
+    if (failing_streak >= retries) status = "unhealthy";
+  }
+
+  // Appends docker's State.Health object to out, in place (the outputs make it up to ~25 KiB: no
+  // temporaries, so the shim's heap stays small).
+  void append_json(std::string& out) const {
+    size_t need = 96;
+    for (const auto& r : log) need += 128 + r.output.size() + r.output.size() / 8;
+    out.reserve(out.size() + need);
+    out += "{\"Status\":\"";
+    out += status;
+    out += "\",\"FailingStreak\":";
+    out += std::to_string(failing_streak);
+    out += ",\"Log\":[";
+    for (size_t i = 0; i < log.size(); ++i) {
+      out += i ? ",{\"Start\":\"" : "{\"Start\":\"";
+      out += rfc3339_nano(log[i].start_ns);
+      out += "\",\"End\":\"";
+      out += rfc3339_nano(log[i].end_ns);
+      out += "\",\"ExitCode\":";
+      out += std::to_string(log[i].exit_code);
+      out += ",\"Output\":\"";
+      append_json_escaped(out, log[i].output);
+      out += "\"}";
+    }
+    out += "]}";
+  }
+
+  std::string json() const {
+    std::string out;
+    append_json(out);
+    return out;
+  }
+};
+
+// The wait before the next check: start_interval while the container is in its start period
+// and not yet healthy, interval otherwise (docker 25's --health-start-interval).
+inline int64_t health_interval(const HealthState& h, int64_t now_ns, int64_t container_started_ns,
+                               int64_t start_period_ns, int64_t interval_ns, int64_t start_interval_ns) {
+  if (now_ns - container_started_ns >= start_period_ns) return interval_ns;
+  return h.status == "starting" ? start_interval_ns : interval_ns;
 }
 
 }  // namespace berth::shim

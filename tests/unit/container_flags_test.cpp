@@ -202,7 +202,8 @@ TEST(ContainerFlags, RestartPolicy) {
             "'unless-stopped'");
   EXPECT_EQ(error_of({"--restart", "always:2", "img"}),
             "invalid restart policy: maximum retry count can only be used with 'on-failure'");
-  EXPECT_EQ(error_of({"--restart", "always", "--rm", "img"}), "Conflicting options: --restart and --rm");
+  EXPECT_EQ(error_of({"--restart", "always", "--rm", "img"}),
+            "conflicting options: cannot specify both --restart and --rm");
   EXPECT_EQ(body({"--restart", "no", "--rm", "img"})["HostConfig"]["AutoRemove"], true);
 }
 

@@ -143,5 +143,92 @@ TEST(ShimRestart, Backoff) {
   EXPECT_EQ(next_backoff_ms(60000, 0), 60000);
 }
 
+TEST(ShimHealth, FormatsDurationsAsGo) {
+  EXPECT_EQ(go_duration(0), "0s");
+  EXPECT_EQ(go_duration(999), "999ns");
+  EXPECT_EQ(go_duration(1500), "1.5\xc2\xb5s");
+  EXPECT_EQ(go_duration(300000000), "300ms");
+  EXPECT_EQ(go_duration(1500000), "1.5ms");
+  EXPECT_EQ(go_duration(1000000000), "1s");
+  EXPECT_EQ(go_duration(30000000000), "30s");
+  EXPECT_EQ(go_duration(2500000000), "2.5s");
+  EXPECT_EQ(go_duration(90000000000), "1m30s");
+  EXPECT_EQ(go_duration(3600000000000), "1h0m0s");
+  EXPECT_EQ(go_duration(3661000000001), "1h1m1.000000001s");
+  EXPECT_EQ(go_duration(-2000000000), "-2s");
+}
+
+TEST(ShimHealth, KeepsTheFirst4096BytesOfOutput) {
+  std::string out;
+  bool truncated = false;
+  append_health_output(out, truncated, std::string(4000, 'a'));
+  EXPECT_FALSE(truncated);
+  append_health_output(out, truncated, std::string(96, 'b'));
+  EXPECT_FALSE(truncated);
+  EXPECT_EQ(out.size(), 4096u);
+  append_health_output(out, truncated, "c");
+  EXPECT_TRUE(truncated);
+  EXPECT_EQ(out.size(), 4096u);
+  EXPECT_EQ(out.back(), 'b');
+}
+
+HealthResult result(int64_t start_s, int exit_code, std::string output = "") {
+  return {start_s * 1000000000, start_s * 1000000000 + 1, exit_code, std::move(output)};
+}
+
+TEST(ShimHealth, FollowsDockersRules) {
+  constexpr int64_t s = 1000000000;
+  HealthState h;
+  EXPECT_EQ(h.status, "starting");
+  // failures within the start period (10 s) don't count while starting
+  h.record(result(1, 1), 0, 10 * s, 2);
+  h.record(result(2, 1), 0, 10 * s, 2);
+  EXPECT_EQ(h.status, "starting");
+  EXPECT_EQ(h.failing_streak, 0);
+  // after it they do: retries (2) consecutive failures make it unhealthy
+  h.record(result(11, 1), 0, 10 * s, 2);
+  EXPECT_EQ(h.status, "starting");
+  EXPECT_EQ(h.failing_streak, 1);
+  h.record(result(12, 1), 0, 10 * s, 2);
+  EXPECT_EQ(h.status, "unhealthy");
+  EXPECT_EQ(h.failing_streak, 2);
+  // a success: healthy, streak reset; the log keeps the last five
+  h.record(result(13, 0, "fine"), 0, 10 * s, 2);
+  EXPECT_EQ(h.status, "healthy");
+  EXPECT_EQ(h.failing_streak, 0);
+  ASSERT_EQ(h.log.size(), 5u);
+  EXPECT_EQ(h.log.front().start_ns, 1 * s);
+  h.record(result(14, 0), 0, 10 * s, 2);  // a sixth: the oldest goes
+  ASSERT_EQ(h.log.size(), 5u);
+  EXPECT_EQ(h.log.front().start_ns, 2 * s);
+  EXPECT_EQ(h.log[3].output, "fine");
+  // once healthy, failures count even inside a start period
+  HealthState g;
+  g.record(result(1, 0), 0, 100 * s, 1);
+  g.record(result(2, 1), 0, 100 * s, 1);
+  EXPECT_EQ(g.status, "unhealthy");
+  g.reset();
+  EXPECT_EQ(g.status, "starting");
+  EXPECT_EQ(g.failing_streak, 0);
+  EXPECT_EQ(g.log.size(), 2u);
+}
+
+TEST(ShimHealth, WritesDockersHealthObject) {
+  HealthState h;
+  EXPECT_EQ(h.json(), R"({"Status":"starting","FailingStreak":0,"Log":[]})");
+  h.record({1500000000, 2000000000, -1, "a\"b\n"}, 0, 0, 3);
+  EXPECT_EQ(h.json(), R"({"Status":"starting","FailingStreak":1,"Log":[{"Start":"1970-01-01T00:00:01.5Z",)"
+                      R"("End":"1970-01-01T00:00:02Z","ExitCode":-1,"Output":"a\"b\n"}]})");
+}
+
+TEST(ShimHealth, UsesTheStartIntervalOnlyWhileStartingInTheStartPeriod) {
+  HealthState h;
+  EXPECT_EQ(health_interval(h, 5, 0, 10, 30, 2), 2);
+  EXPECT_EQ(health_interval(h, 10, 0, 10, 30, 2), 30);
+  EXPECT_EQ(health_interval(h, 5, 0, 0, 30, 2), 30);
+  h.status = "healthy";
+  EXPECT_EQ(health_interval(h, 5, 0, 10, 30, 2), 30);
+}
+
 }  // namespace
 }  // namespace berth::shim
