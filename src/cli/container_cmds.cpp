@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <iostream>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -13,6 +12,7 @@
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
 #include "cli/humanize.hpp"
+#include "cli/name_match.hpp"
 #include "engine/engine.hpp"
 #include "engine/inspect.hpp"
 #include "image/inspect.hpp"
@@ -454,14 +454,7 @@ int cmd_ps(Context& ctx, const Invocation& inv) {
     };
     bool keep =
         any("status", [&](const std::string& v) { return v == c.state; }) &&
-        any("name",
-            [&](const std::string& v) {
-              try {
-                return std::regex_search(c.name, std::regex(v));
-              } catch (const std::regex_error&) {
-                return c.name.find(v) != std::string::npos;
-              }
-            }) &&
+        any("name", [&](const std::string& v) { return name_matches(c.name, v); }) &&
         any("id", [&](const std::string& v) { return c.id.rfind(v, 0) == 0; }) &&
         any("health",
             [&](const std::string& v) {

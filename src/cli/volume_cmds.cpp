@@ -2,11 +2,11 @@
 #include <algorithm>
 #include <ctime>
 #include <iostream>
-#include <regex>
 
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
 #include "cli/humanize.hpp"
+#include "cli/name_match.hpp"
 #include "engine/volumes.hpp"
 
 namespace berth::cli {
@@ -148,14 +148,8 @@ int cmd_volume_ls(Context& ctx, const Invocation& inv) {
       throw Error("invalid filter '" + k + "'");
   }
   // docker matches name filters as regular expressions anywhere in the name.
-  std::vector<std::regex> name_res;
-  for (const auto& n : names) {
-    try {
-      name_res.emplace_back(n);
-    } catch (const std::regex_error&) {
-      throw Error("invalid filter 'name=" + n + "': bad regular expression");
-    }
-  }
+  for (const auto& n : names)
+    if (!regex_compiles(n)) throw Error("invalid filter 'name=" + n + "': bad regular expression");
   auto& store = ctx.volumes();
   std::vector<Volume> vols = store.list();
   std::set<std::string> used;
@@ -164,8 +158,8 @@ int cmd_volume_ls(Context& ctx, const Invocation& inv) {
   for (const auto& v : vols) {
     if (dangling && *dangling == (used.count(v.name) > 0)) continue;
     if (!drivers.empty() && std::find(drivers.begin(), drivers.end(), v.driver) == drivers.end()) continue;
-    if (!name_res.empty() && std::none_of(name_res.begin(), name_res.end(),
-                                          [&](const std::regex& re) { return std::regex_search(v.name, re); }))
+    if (!names.empty() &&
+        std::none_of(names.begin(), names.end(), [&](const std::string& n) { return name_matches(v.name, n); }))
       continue;
     bool ok = true;
     for (const auto& lf : labels) ok = ok && lf.matches(v.labels);
