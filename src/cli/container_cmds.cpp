@@ -9,10 +9,10 @@
 #include <thread>
 
 #include "cli/container_flags.hpp"
+#include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
 #include "cli/humanize.hpp"
-#include "cli/name_match.hpp"
 #include "engine/engine.hpp"
 #include "engine/inspect.hpp"
 #include "image/inspect.hpp"
@@ -168,14 +168,6 @@ json ps_row(engine::Engine& engine, const engine::Container& c, bool trunc) {
           {"Mounts", mounts},
           {"Networks", network},
           {"LocalVolumes", std::to_string(local_volumes)}};
-}
-
-bool label_match(const json& labels, const std::string& want) {
-  size_t eq = want.find('=');
-  std::string key = want.substr(0, eq);
-  if (!labels.is_object() || !labels.contains(key)) return false;
-  if (eq == std::string::npos) return true;
-  return labels[key].is_string() && labels[key].get<std::string>() == want.substr(eq + 1);
 }
 
 }  // namespace
@@ -473,7 +465,8 @@ int cmd_ps(Context& ctx, const Invocation& inv) {
           return false;
         });
     if (keep && filters.count("label"))
-      for (const auto& l : filters["label"]) keep = keep && label_match(c.config["Config"].value("Labels", json()), l);
+      for (const auto& l : filters["label"])
+        keep = keep && label_matches(c.config["Config"].value("Labels", json()), l);
     if (!keep) continue;
     rows.push_back(ps_row(engine, c, trunc));
   }

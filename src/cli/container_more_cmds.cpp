@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
 #include "cli/humanize.hpp"
@@ -120,15 +121,6 @@ void catch_interrupts() {
 
 void sleep_ms(int ms) {
   for (int i = 0; i < ms / 20 && !g_interrupted; i++) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-}
-
-// docker's label filter: "key" (present) or "key=value".
-bool label_match(const json& labels, const std::string& want) {
-  size_t eq = want.find('=');
-  std::string key = want.substr(0, eq);
-  if (!labels.is_object() || !labels.contains(key)) return false;
-  if (eq == std::string::npos) return true;
-  return labels[key].is_string() && labels[key].get<std::string>() == want.substr(eq + 1);
 }
 
 int64_t upper_size(const std::string& dir) {
@@ -448,8 +440,8 @@ int cmd_container_prune(Context& ctx, const Invocation& inv) {
     if (until && c.created_ns >= *until) continue;
     json cl = c.config.contains("Config") ? c.config["Config"].value("Labels", json::object()) : json::object();
     bool keep = true;
-    for (const auto& l : labels) keep = keep && label_match(cl, l);
-    for (const auto& l : not_labels) keep = keep && !label_match(cl, l);
+    for (const auto& l : labels) keep = keep && label_matches(cl, l);
+    for (const auto& l : not_labels) keep = keep && !label_matches(cl, l);
     if (!keep) continue;
     int64_t size = upper_size(engine.container_dir(c.id) + "/upper");
     try {

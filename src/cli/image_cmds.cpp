@@ -6,6 +6,7 @@
 #include <iostream>
 #include <set>
 
+#include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
 #include "cli/humanize.hpp"
@@ -51,14 +52,6 @@ ImageMeta image_meta(const ImageRecord& img) {
       cfg["config"]["Labels"].is_object())
     m.labels = cfg["config"]["Labels"];
   return m;
-}
-
-bool label_matches(const json& labels, const std::string& filter) {
-  auto eq = filter.find('=');
-  std::string key = filter.substr(0, eq);
-  if (!labels.contains(key)) return false;
-  if (eq == std::string::npos) return true;
-  return labels[key].is_string() && labels[key].get<std::string>() == filter.substr(eq + 1);
 }
 
 bool reference_matches(const std::string& pattern, const std::string& full) {

@@ -3,10 +3,10 @@
 #include <ctime>
 #include <iostream>
 
+#include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
 #include "cli/humanize.hpp"
-#include "cli/name_match.hpp"
 #include "engine/volumes.hpp"
 
 namespace berth::cli {

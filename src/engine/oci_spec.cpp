@@ -76,25 +76,8 @@ const json& image_conf(const json& image_config) {
   return member(image_config, "Config");
 }
 
-// Go's path.Clean, enough for working directories.
-std::string clean_abs(const std::string& p) {
-  std::vector<std::string> parts;
-  size_t i = 0;
-  while (i <= p.size()) {
-    size_t j = p.find('/', i);
-    if (j == std::string::npos) j = p.size();
-    std::string e = p.substr(i, j - i);
-    if (e == "..") {
-      if (!parts.empty()) parts.pop_back();
-    } else if (!e.empty() && e != ".") {
-      parts.push_back(e);
-    }
-    i = j + 1;
-  }
-  std::string out;
-  for (const auto& e : parts) out += "/" + e;
-  return out.empty() ? "/" : out;
-}
+// Go's path.Clean of the path made absolute (storage::clean_path is path.Clean itself).
+std::string clean_abs(const std::string& p) { return storage::clean_path("/" + p); }
 
 size_t depth(const std::string& path) { return static_cast<size_t>(std::count(path.begin(), path.end(), '/')); }
 
