@@ -108,6 +108,19 @@ const std::vector<Entry>& table() {
       {{"volume", "rm"}, cmd_volume_rm, "Remove one or more volumes"},
       {{"volume", "remove"}, cmd_volume_rm, ""},
       {{"volume", "prune"}, cmd_volume_prune, "Remove unused local volumes"},
+      {{"network", "create"}, cmd_network_create, "Create a network"},
+      {{"network", "ls"}, cmd_network_ls, "List networks"},
+      {{"network", "list"}, cmd_network_ls, ""},
+      {{"network", "inspect"}, cmd_network_inspect, "Display detailed information on one or more networks"},
+      {{"network", "rm"}, cmd_network_rm, "Remove one or more networks"},
+      {{"network", "remove"}, cmd_network_rm, ""},
+      {{"network", "prune"}, cmd_network_prune, "Remove all unused networks"},
+      {{"network", "connect"}, cmd_network_connect, "Connect a container to a network"},
+      {{"network", "disconnect"}, cmd_network_disconnect, "Disconnect a container from a network"},
+      {{"network", "dns-serve"}, cmd_network_dns_serve, ""},
+      {{"network", "cleanup"}, cmd_network_cleanup, ""},
+      {{"port"}, cmd_port, "List port mappings or a specific mapping for the container"},
+      {{"container", "port"}, cmd_port, "List port mappings or a specific mapping for the container"},
       {{"version"}, cmd_version, "Show the berth version information"},
       {{"system", "boot"}, cmd_system_boot, "Start the containers whose restart policy says so (at boot)"},
       {{"completion"}, cmd_completion, "Generate the autocompletion script for the specified shell"},
@@ -178,6 +191,7 @@ void print_usage(std::ostream& out, const std::string& group = "") {
     out << "\nManagement Commands:\n"
            "  container Manage containers\n"
            "  image     Manage images\n"
+           "  network   Manage networks\n"
            "  volume    Manage volumes\n"
            "  system    Manage berth\n"
            "  runtime   The runc-compatible OCI runtime (also installed as berth-runtime)\n";

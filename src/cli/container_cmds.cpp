@@ -15,6 +15,7 @@
 #include "cli/humanize.hpp"
 #include "engine/engine.hpp"
 #include "engine/inspect.hpp"
+#include "engine/networks.hpp"
 #include "image/inspect.hpp"
 #include "image/pull.hpp"
 #include "image/reference.hpp"
@@ -154,12 +155,23 @@ json ps_row(engine::Engine& engine, const engine::Container& c, bool trunc) {
   }
   std::string network = c.config["HostConfig"].value("NetworkMode", "");
   if (network.empty() || network == "default") network = "none";
+  if (c.config.contains("BerthNetworks") && c.config["BerthNetworks"].is_array()) {
+    network.clear();
+    for (const auto& n : c.config["BerthNetworks"])
+      if (n.is_string()) network += (network.empty() ? "" : ",") + n.get<std::string>();
+  }
+  // docker's PORTS: published ports as HOST:PORT->PORT/PROTO, exposed ones as PORT/PROTO.
+  std::string ports;
+  if (c.running())
+    for (const auto& p : engine.networks().ports(c.id))
+      ports += (ports.empty() ? "" : ", ") + p.host_ip + ":" + std::to_string(p.host_port) + "->" +
+               std::to_string(p.container_port) + "/" + p.proto;
   return {{"ID", trunc ? c.id.substr(0, 12) : c.id},
           {"Image", c.image_name},
           {"Command", go_quote(command)},
           {"CreatedAt", created_at(c.created_ns / 1000000000)},
           {"RunningFor", time_ago(c.created_ns / 1000000000)},
-          {"Ports", ""},
+          {"Ports", ports},
           {"State", c.state},
           {"Status", status_text(c)},
           {"Size", "0B"},

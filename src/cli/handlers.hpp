@@ -31,6 +31,18 @@ int cmd_volume_inspect(Context&, const Invocation&);
 int cmd_volume_rm(Context&, const Invocation&);
 int cmd_volume_prune(Context&, const Invocation&);
 
+// network_cmds.cpp
+int cmd_network_create(Context&, const Invocation&);
+int cmd_network_ls(Context&, const Invocation&);
+int cmd_network_inspect(Context&, const Invocation&);
+int cmd_network_rm(Context&, const Invocation&);
+int cmd_network_prune(Context&, const Invocation&);
+int cmd_network_connect(Context&, const Invocation&);
+int cmd_network_disconnect(Context&, const Invocation&);
+int cmd_network_dns_serve(Context&, const Invocation&);
+int cmd_network_cleanup(Context&, const Invocation&);
+int cmd_port(Context&, const Invocation&);
+
 // container_cmds.cpp
 int cmd_create(Context&, const Invocation&);
 int cmd_run(Context&, const Invocation&);

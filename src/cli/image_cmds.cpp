@@ -6,6 +6,7 @@
 #include <iostream>
 #include <set>
 
+#include "cli/cli_util.hpp"
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
@@ -309,13 +310,6 @@ bool remove_image(Context& ctx, const std::string& name, bool force, bool no_pru
   store.delete_image(img->id);
   std::cout << "Deleted: " << img->id << "\n";
   return true;
-}
-
-bool confirm(const std::string& warning) {
-  std::cout << warning << "\nAre you sure you want to continue? [y/N] " << std::flush;
-  std::string answer;
-  if (!std::getline(std::cin, answer)) return false;
-  return answer == "y" || answer == "Y" || answer == "yes";
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "cli/cli_util.hpp"
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
@@ -72,23 +73,6 @@ std::string natural_key(const std::string& name) {
     key.append(name, digits, i - digits);
   }
   return key;
-}
-
-// --opt and --label values: "K=V", or "K" for an empty value (docker's MapOpts).
-std::map<std::string, std::string> kv_map(const std::vector<std::string>& items) {
-  std::map<std::string, std::string> out;
-  for (const auto& item : items) {
-    auto eq = item.find('=');
-    out[item.substr(0, eq)] = eq == std::string::npos ? "" : item.substr(eq + 1);
-  }
-  return out;
-}
-
-bool confirm(const std::string& warning) {
-  std::cout << warning << "\nAre you sure you want to continue? [y/N] " << std::flush;
-  std::string answer;
-  if (!std::getline(std::cin, answer)) return false;
-  return answer == "y" || answer == "Y" || answer == "yes";
 }
 
 bool parse_dangling(const std::string& v) {

@@ -17,6 +17,7 @@
 
 #include "engine/mounts.hpp"
 #include "engine/names.hpp"
+#include "engine/networks.hpp"
 #include "engine/oci_spec.hpp"
 #include "engine/process.hpp"
 #include "engine/schema.hpp"
@@ -39,11 +40,6 @@ using nlohmann::json;
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string run_dir() {
-  const char* env = std::getenv("BERTH_RUN_DIR");
-  return env && *env ? env : "/run/berth";
 }
 
 // The shim holds shim.lock exclusively for its whole life.
@@ -193,26 +189,41 @@ int parse_signal_name(const std::string& text) {
 
 namespace {
 
-std::string hosts_file(const json& config, const json& host_config) {
+// docker's /etc/hosts: localhost lines, --add-host entries, then the container's own address(es)
+// with its hostname. host-gateway is the first network's gateway.
+std::string hosts_file(const json& config, const json& host_config, const std::vector<Endpoint>& endpoints = {}) {
   std::string out =
       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n"
       "ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
-  (void)config;
   if (auto e = host_config.find("ExtraHosts"); e != host_config.end() && e->is_array()) {
     for (const auto& h : *e) {
       if (!h.is_string()) continue;
       std::string s = h.get<std::string>();
       size_t sep = s.find_first_of(":=");
       if (sep == std::string::npos) continue;
-      out += s.substr(sep + 1) + "\t" + s.substr(0, sep) + "\n";
+      std::string ip = s.substr(sep + 1);
+      if (ip == "host-gateway") {
+        if (endpoints.empty()) continue;
+        ip = endpoints.front().gateway;
+      }
+      out += ip + "\t" + s.substr(0, sep) + "\n";
     }
+  }
+  std::string hostname = jstr(config, "Hostname");
+  for (const auto& e : endpoints) {
+    std::string names = hostname;
+    if (std::string domain = jstr(config, "Domainname"); !domain.empty())
+      names = hostname + "." + domain + " " + hostname;
+    out += e.ip + "\t" + names + "\n";
   }
   return out;
 }
 
 // The host's resolv.conf, with --dns/--dns-search/--dns-option replacing its lines. Loopback
 // nameservers can't be reached from a private network namespace, so docker drops them there.
-std::string resolv_conf(const json& host_config, bool host_network) {
+// On a user-defined network the nameserver is berth's responder on the gateway, and --dns
+// servers are its upstreams (docker's embedded DNS), not resolv.conf lines.
+std::string resolv_conf(const json& host_config, bool host_network, const std::string& responder = "") {
   std::string host = read_file_if_exists("/etc/resolv.conf").value_or("");
   std::vector<std::string> servers, search, options, other;
   size_t pos = 0;
@@ -238,6 +249,7 @@ std::string resolv_conf(const json& host_config, bool host_network) {
     return v;
   };
   if (auto d = list("Dns"); !d.empty()) servers = d;
+  if (!responder.empty()) servers = {responder};
   if (auto d = list("DnsSearch"); !d.empty())
     search = {[&] {
       std::string s;
@@ -269,6 +281,65 @@ std::string restart_policy_arg(const json& host_config) {
   return name;
 }
 
+bool bridged_mode(const std::string& mode) {
+  return mode != "host" && mode != "none" && mode.rfind("container:", 0) != 0;
+}
+
+// The networks and ports a container asks for, from its stored config: NetworkMode first (it
+// gets the default route), then NetworkingConfig's other endpoints.
+ContainerNetRequest net_request(const std::string& id, const std::string& name, const json& stored) {
+  static const json empty = json::object();
+  const json& config = stored.contains("Config") && stored["Config"].is_object() ? stored["Config"] : empty;
+  const json& hc = stored.contains("HostConfig") && stored["HostConfig"].is_object() ? stored["HostConfig"] : empty;
+  ContainerNetRequest r;
+  r.id = id;
+  r.name = name;
+  r.hostname = jstr(config, "Hostname");
+  std::string mode = jstr(hc, "NetworkMode");
+  if (mode.empty() || mode == "default") mode = "bridge";
+  json eps = json::object();
+  if (stored.contains("NetworkingConfig") && stored["NetworkingConfig"].is_object())
+    eps = stored["NetworkingConfig"].value("EndpointsConfig", json::object());
+  if (!eps.is_object()) eps = json::object();
+  auto add = [&](const std::string& net, const json& ep) {
+    EndpointRequest e;
+    e.network = net;
+    if (ep.is_object()) {
+      if (ep.contains("Aliases") && ep["Aliases"].is_array())
+        for (const auto& a : ep["Aliases"])
+          if (a.is_string()) e.aliases.push_back(a.get<std::string>());
+      if (ep.contains("IPAMConfig") && ep["IPAMConfig"].is_object()) e.ip = jstr(ep["IPAMConfig"], "IPv4Address");
+      e.mac = jstr(ep, "MacAddress");
+    }
+    r.networks.push_back(std::move(e));
+  };
+  if (stored.contains("BerthNetworks") && stored["BerthNetworks"].is_array()) {
+    // After network connect/disconnect: the list as it is now, in order.
+    for (const auto& n : stored["BerthNetworks"])
+      if (n.is_string()) add(n.get<std::string>(), eps.contains(n) ? eps[n.get<std::string>()] : json::object());
+  } else {
+    add(mode, eps.contains(mode) ? eps[mode] : json::object());
+    for (auto& [k, v] : eps.items())
+      if (k != mode) add(k, v);
+  }
+  if (!r.networks.empty() && r.networks[0].network == mode && r.networks[0].mac.empty())
+    r.networks[0].mac = jstr(config, "MacAddress");
+  r.port_bindings = hc.value("PortBindings", json::object());
+  if (!r.port_bindings.is_object()) r.port_bindings = json::object();
+  r.publish_all = hc.value("PublishAllPorts", false);
+  if (config.contains("ExposedPorts") && config["ExposedPorts"].is_object())
+    for (auto& [k, v] : config["ExposedPorts"].items()) r.exposed.push_back(k);
+  if (hc.contains("Dns") && hc["Dns"].is_array())
+    for (const auto& d : hc["Dns"])
+      if (d.is_string()) r.upstream_dns.push_back(d.get<std::string>());
+  return r;
+}
+
+// Rewrites a running container's hosts and resolv.conf in place (they are bind-mounted files).
+void write_in_place(const std::string& path, const std::string& content) {
+  write_file(path, content, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+}
+
 }  // namespace
 
 void validate_container_name(const std::string& name) {
@@ -282,6 +353,7 @@ struct Engine::Impl {
   image::ImageStore& images;
   VolumeStore& volumes;
   sql::Db& db;
+  NetworkStore networks;
 
   void add_event(const std::string& type, const std::string& action, const std::string& actor, const json& attributes) {
     sql::Stmt(db, "INSERT INTO events(time_ns,type,action,actor_id,attributes) VALUES(?,?,?,?,?)")
@@ -295,9 +367,12 @@ struct Engine::Impl {
 };
 
 Engine::Engine(std::string root, image::ImageStore& images, VolumeStore& volumes)
-    : impl_(new Impl{images, volumes, images.db()}), root_(std::move(root)) {
+    : impl_(new Impl{images, volumes, images.db(), NetworkStore(images.db(), root, run_dir())}),
+      root_(std::move(root)) {
   ensure_schema(impl_->db);
 }
+
+NetworkStore& Engine::networks() { return impl_->networks; }
 
 Engine::~Engine() = default;
 
@@ -506,6 +581,7 @@ void Engine::reconcile() {
     }
     if (path_exists(runtime_root() + "/" + id))
       run_process({runtime_path(), "--root", runtime_root(), "delete", "--force", id});
+    impl_->networks.teardown(id);
     storage::unmount_overlay(container_dir(id) + "/rootfs");
     remove_tree(container_dir(id));
     remove_tree(state_dir(id));
@@ -522,6 +598,138 @@ void Engine::reconcile() {
     lock.remove_file();
   }
   impl_->volumes.reconcile();
+  impl_->networks.reconcile([&](const std::string& id) {
+    ContainerLock lock(root_, id, false);
+    if (!lock.held()) return;  // being started, stopped or removed right now
+    bool running = false, exists = true;
+    try {
+      running = get(id).running();
+    } catch (const NotFound&) {
+      exists = false;
+    }
+    if (!running) impl_->networks.teardown(id);
+    if (!exists) lock.remove_file();
+  });
+}
+
+namespace {
+
+// The container's networks as an ordered list of names (BerthNetworks), made from its mode and
+// NetworkingConfig the first time it changes.
+json network_list(const json& stored) {
+  if (stored.contains("BerthNetworks") && stored["BerthNetworks"].is_array()) return stored["BerthNetworks"];
+  json out = json::array();
+  std::string mode = jstr(stored["HostConfig"], "NetworkMode");
+  out.push_back(mode);
+  if (stored.contains("NetworkingConfig") && stored["NetworkingConfig"].is_object()) {
+    json eps = stored["NetworkingConfig"].value("EndpointsConfig", json::object());
+    if (eps.is_object())
+      for (auto& [k, v] : eps.items())
+        if (k != mode) out.push_back(k);
+  }
+  return out;
+}
+
+}  // namespace
+
+void Engine::connect(const std::string& network, const std::string& ref, const EndpointRequest& request) {
+  Network n = impl_->networks.get(network);
+  Container c = get(ref);
+  ContainerLock lock(root_, c.id, true);
+  c = get(c.id);
+  json stored = c.config;
+  std::string mode = jstr(stored["HostConfig"], "NetworkMode");
+  if (!bridged_mode(mode))
+    throw StatusError(
+        "container sharing network namespace with another container or host cannot be connected to "
+        "any other network",
+        1);
+  if (n.driver != "bridge")
+    throw StatusError("container cannot be disconnected from host network or connected to host network", 1);
+  json list = network_list(stored);
+  for (const auto& x : list) {
+    auto other = impl_->networks.find(x.get<std::string>());
+    if (x == n.name || (other && other->id == n.id))
+      throw StatusError("endpoint with name " + c.name + " already exists in network " + n.name, 1);
+  }
+  EndpointRequest req = request;
+  req.network = n.name;
+  if (!n.user_defined() && !req.aliases.empty())
+    throw StatusError("network-scoped alias is supported only for containers in user defined networks", 1);
+  if (c.running()) {
+    impl_->networks.connect(net_request(c.id, c.name, stored), req);
+    try {
+      write_in_place(container_dir(c.id) + "/hosts",
+                     hosts_file(stored["Config"], stored["HostConfig"], impl_->networks.endpoints(c.id)));
+    } catch (...) {
+      impl_->networks.disconnect(c.id, n.id);
+      throw;
+    }
+  }
+  json ep = json::object();
+  if (!req.aliases.empty()) ep["Aliases"] = req.aliases;
+  if (!req.ip.empty()) ep["IPAMConfig"] = {{"IPv4Address", req.ip}};
+  if (!stored.contains("NetworkingConfig") || !stored["NetworkingConfig"].is_object())
+    stored["NetworkingConfig"] = json::object();
+  if (!stored["NetworkingConfig"].contains("EndpointsConfig") ||
+      !stored["NetworkingConfig"]["EndpointsConfig"].is_object())
+    stored["NetworkingConfig"]["EndpointsConfig"] = json::object();
+  stored["NetworkingConfig"]["EndpointsConfig"][n.name] = ep;
+  list.push_back(n.name);
+  stored["BerthNetworks"] = list;
+  sql::Transaction tx(impl_->db);
+  sql::Stmt(impl_->db, "UPDATE containers SET config=? WHERE id=?").bind(1, stored.dump()).bind(2, c.id).run();
+  impl_->add_event("network", "connect", n.id, {{"container", c.id}, {"name", n.name}, {"type", n.driver}});
+  tx.commit();
+}
+
+void Engine::disconnect(const std::string& network, const std::string& ref, bool force) {
+  std::optional<Network> n = impl_->networks.find(network);
+  if (!n && !force) throw NotFound("network " + network + " not found");
+  Container c = get(ref);
+  ContainerLock lock(root_, c.id, true);
+  c = get(c.id);
+  json stored = c.config;
+  std::string mode = jstr(stored["HostConfig"], "NetworkMode");
+  if (!bridged_mode(mode))
+    throw StatusError("container cannot be disconnected from host network or connected to host network", 1);
+  json list = network_list(stored), kept = json::array();
+  bool found = false;
+  for (const auto& x : list) {
+    std::string name = x.get<std::string>();
+    auto other = impl_->networks.find(name);
+    bool same = name == network || (n && (name == n->name || (other && other->id == n->id)));
+    if (same) {
+      found = true;
+      if (stored.contains("NetworkingConfig") && stored["NetworkingConfig"].is_object() &&
+          stored["NetworkingConfig"].contains("EndpointsConfig"))
+        stored["NetworkingConfig"]["EndpointsConfig"].erase(name);
+    } else {
+      kept.push_back(x);
+    }
+  }
+  if (!found) {
+    if (force) return;
+    throw StatusError("container " + c.id + " is not connected to network " + network, 1);
+  }
+  if (c.running() && n) {
+    impl_->networks.disconnect(c.id, n->id);
+    write_in_place(container_dir(c.id) + "/hosts",
+                   hosts_file(stored["Config"], stored["HostConfig"], impl_->networks.endpoints(c.id)));
+  }
+  stored["BerthNetworks"] = kept;
+  sql::Transaction tx(impl_->db);
+  sql::Stmt(impl_->db, "UPDATE containers SET config=? WHERE id=?").bind(1, stored.dump()).bind(2, c.id).run();
+  if (n)
+    impl_->add_event("network", "disconnect", n->id, {{"container", c.id}, {"name", n->name}, {"type", n->driver}});
+  tx.commit();
+}
+
+void Engine::cleanup(const std::string& ref) {
+  Container c = get(ref);
+  ContainerLock lock(root_, c.id, true);
+  c = get(c.id);
+  if (!c.running()) impl_->networks.teardown(c.id);
 }
 
 std::string Engine::create(const json& body) {
@@ -599,9 +807,33 @@ std::string Engine::create(const json& body) {
     validate_container_name(name);
     if (name[0] == '/') name = name.substr(1);
   }
+  // Networks: "default" is the bridge; the networks, static addresses and fixed host ports are
+  // checked now so that a bad one creates nothing.
+  json networking = body.value("NetworkingConfig", json::object());
+  if (!networking.is_object()) networking = json::object();
+  std::string net_mode = jstr(host_config, "NetworkMode");
+  if (net_mode.empty() || net_mode == "default") net_mode = "bridge";
+  if (net_mode.rfind("container:", 0) == 0) {
+    Container other = get(net_mode.substr(10));
+    net_mode = "container:" + other.id;
+  } else if (net_mode != "host" && net_mode != "none") {
+    // A network named by ID prefix is stored by name, as docker does for its mode.
+    auto n = impl_->networks.find(net_mode);
+    if (!n) impl_->networks.ensure_predefined(), n = impl_->networks.find(net_mode);
+    if (!n) throw StatusError("network " + net_mode + " not found", 125);
+    if (n->driver == "host" || n->driver == "null") net_mode = n->name;
+  }
+  host_config["NetworkMode"] = net_mode;
+  if (bridged_mode(net_mode))
+    impl_->networks.validate(
+        net_request("", "", {{"Config", config}, {"HostConfig", host_config}, {"NetworkingConfig", networking}}));
+  else if (networking.contains("EndpointsConfig") && networking["EndpointsConfig"].is_object() &&
+           networking["EndpointsConfig"].size() > 1)
+    throw StatusError(
+        "container cannot be connected to multiple networks with one of the networks in " + net_mode + " mode", 125);
   std::string id = generate_id();
   ContainerLock lock(root_, id, true);
-  json stored = {{"Config", config}, {"HostConfig", host_config}};
+  json stored = {{"Config", config}, {"HostConfig", host_config}, {"NetworkingConfig", networking}};
   {
     sql::Transaction tx(impl_->db);
     for (int attempt = 0; name.empty() || attempt == 0; attempt++) {
@@ -749,6 +981,11 @@ std::string Engine::create(const json& body) {
     in.hosts_path = dir + "/hosts";
     in.resolv_conf_path = dir + "/resolv.conf";
     in.hostname_path = dir + "/hostname";
+    if (bridged_mode(net_mode)) {
+      in.netns_path = impl_->networks.netns_path(id);
+    } else if (net_mode.rfind("container:", 0) == 0) {
+      in.netns_path = impl_->networks.netns_path(net_mode.substr(10));
+    }
     if (host_config.value("Init", false)) in.init_path = self_dir() + "berth-init";
     json spec = build_oci_spec(in);
     write_file_atomic(dir + "/config.json", spec.dump(), 0600, true);
@@ -756,7 +993,9 @@ std::string Engine::create(const json& body) {
     {
       sql::Transaction tx(impl_->db);
       // inspect shows the Config with the image's defaults filled in, as docker stores it.
-      json merged = {{"Config", merge_config(config, image_config)}, {"HostConfig", host_config}};
+      json merged = {{"Config", merge_config(config, image_config)},
+                     {"HostConfig", host_config},
+                     {"NetworkingConfig", networking}};
       merged["Config"]["Image"] = image_ref;
       if (jstr(merged["Config"], "Hostname").empty()) merged["Config"]["Hostname"] = hostname;
       // The process's command line, for ps and inspect without reading config.json.
@@ -822,6 +1061,39 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
 
   const json& config = c.config["Config"];
   const json& host_config = c.config["HostConfig"];
+  const std::string net_mode = jstr(host_config, "NetworkMode");
+  // The network namespace with its endpoints and ports, before the process exists; torn down
+  // again by whatever ends the container (stop, rm, the shim's exit command, reconcile).
+  bool networked = bridged_mode(net_mode.empty() ? "bridge" : net_mode);
+  if (networked) {
+    std::vector<Endpoint> eps = impl_->networks.setup(net_request(c.id, c.name, c.config));
+    try {
+      std::string responder;
+      if (!eps.empty())
+        if (auto n = impl_->networks.find(eps.front().network_id); n && n->user_defined()) responder = n->gateway;
+      write_in_place(dir + "/hosts", hosts_file(config, host_config, eps));
+      write_in_place(dir + "/resolv.conf", resolv_conf(host_config, false, responder));
+    } catch (...) {
+      impl_->networks.teardown(c.id);
+      throw;
+    }
+  } else if (net_mode.rfind("container:", 0) == 0) {
+    std::string other = net_mode.substr(10);
+    if (!path_exists(impl_->networks.netns_path(other)))
+      throw StatusError("cannot join network namespace of container " + other + ": it is not running", 125);
+  }
+  struct TeardownOnError {
+    Engine::Impl& impl;
+    std::string id;
+    bool armed;
+    ~TeardownOnError() {
+      if (!armed) return;
+      try {
+        impl.networks.teardown(id);
+      } catch (...) {
+      }
+    }
+  } teardown_on_error{*impl_, c.id, networked};
   std::vector<std::string> args = {shim_path(),
                                    "--id",
                                    c.id,
@@ -858,6 +1130,9 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   if (host_config.value("AutoRemove", false))
     args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
                              "rm", "--exit-arg", "-v", "--exit-arg", c.id});
+  else if (networked)
+    args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
+                             "network", "--exit-arg", "cleanup", "--exit-arg", c.id});
   // Health check: the shim runs it with `RUNTIME exec --process` (the container's own process, as exec).
   if (std::vector<std::string> check = health_check_args(config); !check.empty()) {
     json process = json::parse(read_file(dir + "/config.json")).value("process", json::object());
@@ -938,6 +1213,7 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
     impl_->add_event("container", "start", c.id, {{"name", c.name}, {"image", c.image_name}});
     tx.commit();
   }
+  teardown_on_error.armed = false;
 }
 
 void Engine::stop(const std::string& ref, std::optional<int> timeout) {
@@ -973,6 +1249,7 @@ void Engine::stop(const std::string& ref, std::optional<int> timeout) {
     wait_exited(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
   }
   c = get(c.id);
+  if (!c.running()) impl_->networks.teardown(c.id);
   impl_->add_event("container", "stop", c.id, {{"name", c.name}, {"image", c.image_name}});
 }
 
@@ -1017,6 +1294,7 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
   }
   if (path_exists(runtime_root() + "/" + c.id))
     run_process({runtime_path(), "--root", runtime_root(), "delete", "--force", c.id});
+  impl_->networks.teardown(c.id);
   storage::unmount_overlay(container_dir(c.id) + "/rootfs");
   fault_point("rm.unmount");
   remove_tree(container_dir(c.id));

@@ -34,6 +34,8 @@ class Db;
 namespace berth::engine {
 
 class VolumeStore;
+class NetworkStore;
+struct EndpointRequest;
 
 // An error with the exit status docker's CLI gives it: 125 (the engine failed), 126 (the command
 // could not be invoked), 127 (the command was not found), 1 for daemon-side errors of other commands.
@@ -122,6 +124,14 @@ class Engine {
   std::vector<std::string> boot();
   void pause(const std::string& id);
   void unpause(const std::string& id);
+  // network connect / disconnect: recorded in the container's config, and made in its network
+  // namespace at once when it runs.
+  void connect(const std::string& network, const std::string& container, const EndpointRequest& request);
+  void disconnect(const std::string& network, const std::string& container, bool force);
+  // Tears down the network of a container that is no longer running (the shim's exit command).
+  void cleanup(const std::string& id);
+
+  NetworkStore& networks();
 
   // Paths of berth's binaries, next to the running one.
   std::string runtime_path() const;

@@ -1,5 +1,7 @@
 #include "engine/inspect.hpp"
 
+#include "engine/networks.hpp"
+
 #include "logs/json_file.hpp"
 #include "util/fs.hpp"
 
@@ -25,6 +27,111 @@ std::vector<std::string> container_args(Engine& engine, const Container& c) {
     for (const auto& a : spec["process"]["args"]) args.push_back(a.get<std::string>());
   return args;
 }
+
+namespace {
+
+// docker's NetworkSettings: every configured network (addresses only while running) and the
+// published ports (exposed ones without a binding are null).
+json network_settings(Engine& engine, const Container& c) {
+  NetworkStore& nets = engine.networks();
+  std::vector<Endpoint> eps = c.running() ? nets.endpoints(c.id) : std::vector<Endpoint>{};
+  json settings = {{"Bridge", ""},
+                   {"SandboxID", ""},
+                   {"SandboxKey", ""},
+                   {"HairpinMode", false},
+                   {"LinkLocalIPv6Address", ""},
+                   {"LinkLocalIPv6PrefixLen", 0},
+                   {"Ports", json::object()},
+                   {"SecondaryIPAddresses", nullptr},
+                   {"SecondaryIPv6Addresses", nullptr},
+                   {"EndpointID", ""},
+                   {"Gateway", ""},
+                   {"GlobalIPv6Address", ""},
+                   {"GlobalIPv6PrefixLen", 0},
+                   {"IPAddress", ""},
+                   {"IPPrefixLen", 0},
+                   {"IPv6Gateway", ""},
+                   {"MacAddress", ""},
+                   {"Networks", json::object()}};
+  const json& hc = c.config.value("HostConfig", json::object());
+  const json& config = c.config.value("Config", json::object());
+  std::string mode = hc.value("NetworkMode", "");
+  std::vector<std::string> names;
+  if (c.config.contains("BerthNetworks") && c.config["BerthNetworks"].is_array()) {
+    for (const auto& n : c.config["BerthNetworks"])
+      if (n.is_string()) names.push_back(n.get<std::string>());
+  } else if (!mode.empty() && mode.rfind("container:", 0) != 0) {
+    names.push_back(mode);
+    if (c.config.contains("NetworkingConfig") && c.config["NetworkingConfig"].is_object()) {
+      json eps_config = c.config["NetworkingConfig"].value("EndpointsConfig", json::object());
+      if (eps_config.is_object())
+        for (auto& [k, v] : eps_config.items())
+          if (k != mode) names.push_back(k);
+    }
+  }
+  json eps_config = json::object();
+  if (c.config.contains("NetworkingConfig") && c.config["NetworkingConfig"].is_object())
+    eps_config = c.config["NetworkingConfig"].value("EndpointsConfig", json::object());
+  if (!eps_config.is_object()) eps_config = json::object();
+  if (!eps.empty()) settings["SandboxKey"] = nets.netns_path(c.id);
+  for (const auto& name : names) {
+    auto n = nets.find(name);
+    json ep_conf = eps_config.contains(name) ? eps_config[name] : json::object();
+    json aliases = ep_conf.is_object() && ep_conf.contains("Aliases") ? ep_conf["Aliases"] : json(nullptr);
+    json entry = {
+        {"IPAMConfig", ep_conf.is_object() && ep_conf.contains("IPAMConfig") ? ep_conf["IPAMConfig"] : json(nullptr)},
+        {"Links", nullptr},
+        {"Aliases", aliases},
+        {"MacAddress", ""},
+        {"DriverOpts", nullptr},
+        {"NetworkID", n ? n->id : ""},
+        {"EndpointID", ""},
+        {"Gateway", ""},
+        {"IPAddress", ""},
+        {"IPPrefixLen", 0},
+        {"IPv6Gateway", ""},
+        {"GlobalIPv6Address", ""},
+        {"GlobalIPv6PrefixLen", 0},
+        {"DNSNames", nullptr}};
+    for (const auto& e : eps) {
+      if (!n || e.network_id != n->id) continue;
+      entry["MacAddress"] = e.mac;
+      entry["EndpointID"] = e.network_id.substr(0, 32) + e.container_id.substr(0, 32);
+      entry["Gateway"] = e.gateway;
+      entry["IPAddress"] = e.ip;
+      entry["IPPrefixLen"] = e.prefix;
+      if (n->user_defined()) {
+        json dns_names = json::array({c.name});
+        for (const auto& a : e.aliases) dns_names.push_back(a);
+        dns_names.push_back(c.id.substr(0, 12));
+        entry["DNSNames"] = dns_names;
+      }
+      if (n->name == "bridge") {
+        settings["EndpointID"] = entry["EndpointID"];
+        settings["Gateway"] = e.gateway;
+        settings["IPAddress"] = e.ip;
+        settings["IPPrefixLen"] = e.prefix;
+        settings["MacAddress"] = e.mac;
+      }
+    }
+    settings["Networks"][n ? n->name : name] = entry;
+  }
+  if (c.running() && mode != "host" && mode != "none") {
+    json ports = json::object();
+    if (config.contains("ExposedPorts") && config["ExposedPorts"].is_object())
+      for (auto& [k, v] : config["ExposedPorts"].items())
+        ports[k.find('/') == std::string::npos ? k + "/tcp" : k] = nullptr;
+    for (const auto& p : nets.ports(c.id)) {
+      std::string key = std::to_string(p.container_port) + "/" + p.proto;
+      if (!ports[key].is_array()) ports[key] = json::array();
+      ports[key].push_back({{"HostIp", p.host_ip}, {"HostPort", std::to_string(p.host_port)}});
+    }
+    settings["Ports"] = ports;
+  }
+  return settings;
+}
+
+}  // namespace
 
 json inspect_json(Engine& engine, const Container& c) {
   std::vector<std::string> args = container_args(engine, c);
@@ -75,12 +182,7 @@ json inspect_json(Engine& engine, const Container& c) {
         {"Data", {{"MergedDir", dir + "/rootfs"}, {"UpperDir", dir + "/upper"}, {"WorkDir", dir + "/work"}}}}},
       {"Mounts", c.mounts},
       {"Config", config},
-      {"NetworkSettings",
-       {{"Bridge", ""},
-        {"SandboxID", ""},
-        {"SandboxKey", ""},
-        {"Ports", json::object()},
-        {"Networks", json::object()}}},
+      {"NetworkSettings", network_settings(engine, c)},
   };
   if (!inspect["Config"].contains("Image")) inspect["Config"]["Image"] = c.image_name;
   return inspect;

@@ -624,6 +624,8 @@ json build_oci_spec(const SpecInput& in) {
   if (net.rfind("container:", 0) == 0) {
     if (in.netns_path.empty()) throw Error("network mode " + net + ": the container's network namespace is unknown");
     namespaces.push_back({{"type", "network"}, {"path", in.netns_path}});
+  } else if (net != "host" && !in.netns_path.empty()) {
+    namespaces.push_back({{"type", "network"}, {"path", in.netns_path}});  // berth made it (bridge networks)
   } else if (net != "host") {
     namespaces.push_back({{"type", "network"}});
   }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 
 #include "util/error.hpp"
 #include "util/fd.hpp"
@@ -66,6 +67,11 @@ std::string self_dir() {
   if (n <= 0) throw_errno("readlink /proc/self/exe");
   std::string path(self, static_cast<size_t>(n));
   return path.substr(0, path.rfind('/') + 1);
+}
+
+std::string run_dir() {
+  const char* env = std::getenv("BERTH_RUN_DIR");
+  return env && *env ? env : "/run/berth";
 }
 
 }  // namespace berth::engine

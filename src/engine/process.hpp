@@ -17,4 +17,7 @@ ProcessResult run_process(const std::vector<std::string>& argv);
 // Directory of the running executable (/proc/self/exe), with a trailing slash.
 std::string self_dir();
 
+// The run directory: $BERTH_RUN_DIR or /run/berth (tmpfs: gone after a reboot).
+std::string run_dir();
+
 }  // namespace berth::engine

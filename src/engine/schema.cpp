@@ -40,6 +40,44 @@ CREATE TABLE IF NOT EXISTS volumes(
   anonymous INTEGER NOT NULL DEFAULT 0,
   state TEXT NOT NULL DEFAULT 'ready'
 );
+CREATE TABLE IF NOT EXISTS networks(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  driver TEXT NOT NULL,
+  created_ns INTEGER NOT NULL,
+  subnet TEXT NOT NULL DEFAULT '',
+  gateway TEXT NOT NULL DEFAULT '',
+  ip_range TEXT NOT NULL DEFAULT '',
+  bridge TEXT NOT NULL DEFAULT '',
+  internal INTEGER NOT NULL DEFAULT 0,
+  mtu INTEGER NOT NULL DEFAULT 0,
+  labels TEXT NOT NULL DEFAULT '{}',
+  options TEXT NOT NULL DEFAULT '{}',
+  state TEXT NOT NULL DEFAULT 'ready'
+);
+CREATE TABLE IF NOT EXISTS endpoints(
+  container_id TEXT NOT NULL,
+  network_id TEXT NOT NULL,
+  ip TEXT NOT NULL,
+  mac TEXT NOT NULL,
+  veth TEXT NOT NULL,
+  ifname TEXT NOT NULL,
+  aliases TEXT NOT NULL DEFAULT '[]',
+  position INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(container_id, network_id),
+  UNIQUE(network_id, ip)
+);
+CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints(network_id);
+CREATE TABLE IF NOT EXISTS ports(
+  container_id TEXT NOT NULL,
+  proto TEXT NOT NULL,
+  host_ip TEXT NOT NULL,
+  host_port INTEGER NOT NULL,
+  container_ip TEXT NOT NULL,
+  container_port INTEGER NOT NULL,
+  PRIMARY KEY(proto, host_ip, host_port)
+);
+CREATE INDEX IF NOT EXISTS ports_by_container ON ports(container_id);
 CREATE TABLE IF NOT EXISTS events(
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   time_ns INTEGER NOT NULL,

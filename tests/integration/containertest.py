@@ -43,12 +43,27 @@ def poll(fn, what: str, timeout: float = 30.0):
 class Engine(Berth):
     """berth with a private root and run dir; knows how to clean up after itself."""
 
-    def __init__(self, root: Path, run_dir: Path):
+    def __init__(self, root: Path, run_dir: Path, netns: Path | None = None):
         super().__init__(root)
         self.run_dir = Path(run_dir)
+        # berth runs in the test's own network namespace: its bridges, veths, nftables table and
+        # DNS responders never touch the host's network (and tests don't see each other's).
+        self.netns = netns
+
+    def prefix(self) -> list[str]:
+        return ["nsenter", f"--net={self.netns}"] if self.netns else []
+
+    def host(self, *args, input=None, timeout=60, check=False) -> subprocess.CompletedProcess:
+        """Runs a command on the test's 'host' (its network namespace)."""
+        cmd = [*self.prefix(), *[str(a) for a in args]]
+        r = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
 
     def run(self, *args, input=None, timeout=120, check=False, env=None) -> subprocess.CompletedProcess:
-        cmd = [self.binary, "--root", str(self.root), "--config", str(self.config_dir), *[str(a) for a in args]]
+        cmd = [*self.prefix(), self.binary, "--root", str(self.root), "--config", str(self.config_dir),
+               *[str(a) for a in args]]
         e = dict(os.environ)
         e.pop("DOCKER_CONFIG", None)
         e["BERTH_RUN_DIR"] = str(self.run_dir)
@@ -65,7 +80,8 @@ class Engine(Berth):
         return BERTH
 
     def popen(self, *args, **kw) -> subprocess.Popen:
-        cmd = [self.binary, "--root", str(self.root), "--config", str(self.config_dir), *[str(a) for a in args]]
+        cmd = [*self.prefix(), self.binary, "--root", str(self.root), "--config", str(self.config_dir),
+               *[str(a) for a in args]]
         e = dict(os.environ)
         e.pop("DOCKER_CONFIG", None)
         e["BERTH_RUN_DIR"] = str(self.run_dir)
@@ -120,6 +136,28 @@ class Engine(Berth):
             "mounts": self.mounts_under_root(),
         }
 
+    def network_leftovers(self) -> list[str]:
+        """After every container is gone: no veths, no netns files, no DNS responders of this engine
+        (a responder exits within a couple of seconds of its network's last container)."""
+        problems = []
+        links = self.host("ip", "-o", "link", "show").stdout
+        veths = [l.split(":")[1].strip().split("@")[0] for l in links.splitlines() if ": bv" in l]
+        if veths:
+            problems.append(f"veths left behind: {veths}")
+        netns_dir = self.run_dir / "netns"
+        if netns_dir.exists() and any(netns_dir.iterdir()):
+            problems.append(f"netns left behind: {sorted(p.name for p in netns_dir.iterdir())}")
+        def responders():
+            out = subprocess.run(["pgrep", "-f", "--", f"--root {self.root} network dns-serve"],
+                                 capture_output=True, text=True).stdout.split()
+            return out
+        deadline = time.monotonic() + 10
+        while responders() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if responders():
+            problems.append(f"DNS responders left running: {responders()}")
+        return problems
+
     def cleanup(self) -> list[str]:
         """Removes every container (force), then checks nothing is left: mounts, shims, run dirs."""
         problems = []
@@ -131,8 +169,8 @@ class Engine(Berth):
         # Shims of this run dir: anything still holding a shim.lock gets killed (by pid) as a last resort.
         if self.run_dir.exists():
             for d in self.run_dir.iterdir():
-                if d.name == "runtime":
-                    continue
+                if d.name in ("runtime", "netns", "dns"):
+                    continue  # netns/ is checked by network_leftovers(); dns/ keeps lock files
                 problems.append(f"run dir left behind: {d}")
         with open("/proc/self/mountinfo") as f:
             mounts = [line.split()[4] for line in f]
@@ -150,17 +188,37 @@ def import_busybox(engine: Engine, busybox_tar, ref="busybox:latest", *changes) 
     return engine.ok(*args, busybox_tar, ref).strip()
 
 
+def make_netns() -> Path:
+    """A fresh network namespace (loopback up), kept by a bind mount of its nsfs file."""
+    d = Path(tempfile.mkdtemp(prefix="bt-ns-", dir="/run"))
+    path = d / "net"
+    path.touch()  # unshare bind-mounts the namespace onto an existing file
+    subprocess.run(["unshare", f"--net={path}", "true"], check=True)
+    subprocess.run(["nsenter", f"--net={path}", "ip", "link", "set", "lo", "up"], check=True)
+    return path
+
+
+def drop_netns(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
 @pytest.fixture
 def engine(tmp_path, busybox_tar):
     """berth with a private root (busybox:latest imported) and a private run dir."""
     # The run dir holds unix sockets (at most 107 bytes of path): keep it short, not under tmp_path.
     run_dir = Path(tempfile.mkdtemp(prefix="bt-", dir="/run"))
-    e = Engine(tmp_path / "root", run_dir)
+    netns = make_netns()
+    e = Engine(tmp_path / "root", run_dir, netns)
     import_busybox(e, busybox_tar)
     yield e
     problems = e.cleanup()
+    problems += e.network_leftovers()
     subprocess.run(["umount", "-R", "-l", str(e.root)], capture_output=True)
     shutil.rmtree(e.root, ignore_errors=True)
+    # run_dir/netns is a shared bind mount of itself (as `ip netns` makes /run/netns).
+    subprocess.run(["umount", "-R", "-l", str(run_dir / "netns")], capture_output=True)
     shutil.rmtree(run_dir, ignore_errors=True)
+    drop_netns(netns)
     if problems:
         pytest.fail("cleanup: " + "; ".join(problems), pytrace=False)
