@@ -583,6 +583,7 @@ void plumb_endpoint(net::Netlink& host, net::Netlink& inside, int nsfd, const En
   inside.add_address(e.ifname, e.ip + "/" + std::to_string(e.prefix));
   inside.set_up(e.ifname);
   host.set_master(e.veth, n.bridge);
+  host.set_hairpin(e.veth);
   host.set_up(e.veth);
 }
 

@@ -208,8 +208,10 @@ void Firewall::ensure() {
   c += "add rule " + t + " forward iifname . oifname @same_bridge accept\n";
   c += "add rule " + t + " forward iifname @internal_bridges drop\n";
   c += "add rule " + t + " forward oifname @internal_bridges drop\n";
-  c += "add rule " + t + " forward iifname @bridges oifname @bridges drop\n";
+  // A published port is public: containers of other networks may reach it through a host
+  // address (docker allows it too); plain traffic between networks is dropped.
   c += "add rule " + t + " forward oifname @bridges ct status dnat accept\n";
+  c += "add rule " + t + " forward iifname @bridges oifname @bridges drop\n";
   c += "add rule " + t + " forward iifname @bridges accept\n";
   c += "add rule " + t + " forward oifname @bridges drop\n";
   std::string out, err;

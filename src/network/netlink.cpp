@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -436,6 +437,26 @@ void Netlink::set_master(const std::string& link, const std::string& bridge) {
   LinkPtr changes = alloc_link(what);
   rtnl_link_set_master(changes.get(), rtnl_link_get_ifindex(master.get()));
   impl_->change(link, changes.get(), what);
+}
+
+void Netlink::set_hairpin(const std::string& link) {
+  std::string what = "netlink: set hairpin mode on bridge port " + link;
+  impl_->begin();
+  LinkPtr port = impl_->get(link, what);
+  // `bridge link set dev LINK hairpin on`: RTM_SETLINK of family AF_BRIDGE with the port's
+  // IFLA_PROTINFO (libnl has no setter for a port's flags).
+  std::unique_ptr<nl_msg, decltype(&nlmsg_free)> msg(nlmsg_alloc_simple(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK),
+                                                     &nlmsg_free);
+  if (!msg) throw Error(what + ": out of memory", ENOMEM);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_BRIDGE;
+  ifi.ifi_index = rtnl_link_get_ifindex(port.get());
+  impl_->check(nlmsg_append(msg.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO), what);
+  nlattr* protinfo = nla_nest_start(msg.get(), IFLA_PROTINFO | NLA_F_NESTED);
+  if (!protinfo) throw Error(what + ": message too long", EMSGSIZE);
+  impl_->check(nla_put_u8(msg.get(), IFLA_BRPORT_MODE, 1), what);
+  nla_nest_end(msg.get(), protinfo);
+  impl_->check(nl_send_sync(impl_->sock.get(), msg.release()), what);
 }
 
 void Netlink::set_up(const std::string& link) {

@@ -46,6 +46,9 @@ class Netlink {
   void create_veth(const std::string& host_name, const std::string& peer_name, int peer_netns_fd, int mtu);
   void set_master(const std::string& link, const std::string& bridge);
   void set_up(const std::string& link);
+  // Hairpin mode on a bridge port, so a container reaches its own published ports when the
+  // bridge's traffic goes through netfilter (br_netfilter), as docker sets it.
+  void set_hairpin(const std::string& link);
   void rename(const std::string& link, const std::string& new_name);
   // mac "02:42:ac:11:00:02".
   void set_mac(const std::string& link, const std::string& mac);
