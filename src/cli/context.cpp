@@ -38,7 +38,7 @@ engine::VolumeStore& Context::volumes() {
 engine::Engine& Context::engine() {
   if (!engine_) {
     engine_ = std::make_unique<engine::Engine>(root, images(), volumes());
-    engine_->reconcile();
+    if (reconcile) engine_->reconcile();
   }
   return *engine_;
 }

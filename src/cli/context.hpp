@@ -26,6 +26,9 @@ struct Context {
   std::vector<std::string> insecure_registries;  // --insecure-registry, $BERTH_INSECURE_REGISTRIES (comma-separated)
   std::string docker_config;                     // --config, $DOCKER_CONFIG: the dir holding config.json
   bool debug = false;
+  // Whether the first engine() call reconciles (off for commands the engine itself runs in the
+  // background, which must not race a user's command over another container's leftovers).
+  bool reconcile = true;
 
   image::ImageStore& images();
   // The volume store on images()'s state.db; opening it reconciles crashed volume changes.

@@ -338,6 +338,7 @@ int cmd_network_cleanup(Context& ctx, const Invocation& inv) {
   CommandHelp help{"berth network cleanup CONTAINER", "Tear down a stopped container's network (run by its shim)", {}};
   ParsedArgs a = parse_command(inv, help);
   require_args(inv, a, 1, 1);
+  ctx.reconcile = false;
   ctx.engine().cleanup(a.positionals[0]);
   return 0;
 }

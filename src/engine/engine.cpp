@@ -824,6 +824,15 @@ std::string Engine::create(const json& body) {
     if (n->driver == "host" || n->driver == "null") net_mode = n->name;
   }
   host_config["NetworkMode"] = net_mode;
+  // The CLI keys the first network's settings (--ip, --network-alias) by the mode it was given.
+  if (networking.contains("EndpointsConfig") && networking["EndpointsConfig"].is_object()) {
+    json& eps = networking["EndpointsConfig"];
+    for (const char* alias : {"default", ""})
+      if (eps.contains(alias) && !eps.contains(net_mode)) {
+        eps[net_mode] = eps[alias];
+        eps.erase(alias);
+      }
+  }
   if (bridged_mode(net_mode))
     impl_->networks.validate(
         net_request("", "", {{"Config", config}, {"HostConfig", host_config}, {"NetworkingConfig", networking}}));

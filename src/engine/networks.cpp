@@ -220,12 +220,12 @@ std::vector<Network> NetworkStore::list() {
 
 Network NetworkStore::create(const NetworkCreateRequest& r) {
   ensure_predefined();
-  if (r.name.empty()) throw StatusError("network name must not be empty", 125);
+  if (r.name.empty()) throw StatusError("network name must not be empty", 1);
   for (char ch : r.name)
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-'))
-      throw StatusError("invalid network name \"" + r.name + "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125);
+      throw StatusError("invalid network name \"" + r.name + "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 1);
   if (!std::isalnum(static_cast<unsigned char>(r.name[0])))
-    throw StatusError("invalid network name \"" + r.name + "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125);
+    throw StatusError("invalid network name \"" + r.name + "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 1);
   if (r.driver != "bridge") {
     if (r.driver == "host" || r.driver == "null")
       throw StatusError("only one instance of \"" + r.driver + "\" network is allowed", 1);
@@ -240,12 +240,12 @@ Network NetworkStore::create(const NetworkCreateRequest& r) {
   for (const auto& [k, v] : r.options) {
     if (k == "com.docker.network.bridge.name") {
       if (v.empty() || v.size() > 15 || v.find_first_of("/ :") != std::string::npos)
-        throw StatusError("invalid bridge name \"" + v + "\"", 125);
+        throw StatusError("invalid bridge name \"" + v + "\"", 1);
       n.bridge = v;
     } else if (k == "com.docker.network.driver.mtu") {
       if (v.empty() || v.size() > 5 || v.find_first_not_of("0123456789") != std::string::npos || std::stoi(v) < 68 ||
           std::stoi(v) > 65535)
-        throw StatusError("invalid MTU \"" + v + "\": it must be a number from 68 to 65535", 125);
+        throw StatusError("invalid MTU \"" + v + "\": it must be a number from 68 to 65535", 1);
       n.mtu = std::stoi(v);
     }
   }
@@ -256,19 +256,19 @@ Network NetworkStore::create(const NetworkCreateRequest& r) {
     if (!r.subnet.empty()) subnet = net::Subnet4::parse(r.subnet);
     if (!r.ip_range.empty()) range = net::Subnet4::parse(r.ip_range);
   } catch (const Error& e) {
-    throw StatusError(e.what(), 125);
+    throw StatusError(e.what(), 1);
   }
   if (!r.gateway.empty()) {
     gateway = net::parse_ip4(r.gateway);
-    if (!gateway) throw StatusError("invalid gateway address " + r.gateway, 125);
-    if (!subnet) throw StatusError("gateway " + r.gateway + " needs a --subnet", 125);
+    if (!gateway) throw StatusError("invalid gateway address " + r.gateway, 1);
+    if (!subnet) throw StatusError("gateway " + r.gateway + " needs a --subnet", 1);
   }
-  if (range && !subnet) throw StatusError("ip-range " + r.ip_range + " needs a --subnet", 125);
-  if (subnet && subnet->prefix > 30) throw StatusError("subnet " + r.subnet + " is too small", 125);
+  if (range && !subnet) throw StatusError("ip-range " + r.ip_range + " needs a --subnet", 1);
+  if (subnet && subnet->prefix > 30) throw StatusError("subnet " + r.subnet + " is too small", 1);
   if (range && !subnet->contains(*range))
-    throw StatusError("ip-range " + r.ip_range + " is not within subnet " + r.subnet, 125);
+    throw StatusError("ip-range " + r.ip_range + " is not within subnet " + r.subnet, 1);
   if (gateway && (!subnet->contains(*gateway) || *gateway == subnet->first() || *gateway == subnet->last()))
-    throw StatusError("gateway " + r.gateway + " is not a host address of subnet " + r.subnet, 125);
+    throw StatusError("gateway " + r.gateway + " is not a host address of subnet " + r.subnet, 1);
 
   Locked locked(root_);
   if (find(r.name)) throw StatusError("network with name " + r.name + " already exists", 1);
@@ -345,6 +345,9 @@ Network NetworkStore::ensure_kernel_side(const Network& n) {
   if (fresh_rules) fw.ensure();
   if (!nl.link_exists(n.bridge)) {
     nl.create_bridge(n.bridge, n.mtu);
+    // A fixed address: otherwise the bridge takes its lowest port's, which changes (and goes stale
+    // in the other containers' neighbour caches) when that container stops.
+    nl.set_mac(n.bridge, net::mac_for_ip4(net::parse_ip4(n.gateway).value_or(0)));
     auto subnet = net::Subnet4::parse(n.subnet);
     nl.add_address(n.bridge, n.gateway + "/" + std::to_string(subnet.prefix));
     // Published ports reached at 127.0.0.1 are routed to the bridge: the kernel must accept

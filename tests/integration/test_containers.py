@@ -899,8 +899,7 @@ def test_network_none(engine):
 
 def test_network_host(engine):
     out = engine.ok("run", "--network", "host", "busybox", "cat", "/proc/net/dev")
-    with open("/proc/net/dev") as f:
-        host = net_devs(f.read())
+    host = net_devs(engine.host("cat", "/proc/net/dev", check=True).stdout)  # the test's namespace
     assert net_devs(out) == host
     assert engine.inspect(engine.container_ids()[0])["HostConfig"]["NetworkMode"] == "host"
 
