@@ -13,6 +13,14 @@
 
 namespace berth::cli {
 
+// Commands that need libcurl or libarchive run in berth-full: the light `berth` starts without
+// loading those libraries and their ~40 dependencies (most of a dynamic binary's start time).
+#ifdef BERTH_LIGHT
+#define HEAVY(handler) cmd_exec_full
+#else
+#define HEAVY(handler) handler
+#endif
+
 namespace {
 
 struct Entry {
@@ -25,21 +33,21 @@ int cmd_completion(Context&, const Invocation& inv);
 
 const std::vector<Entry>& table() {
   static const std::vector<Entry> t = {
-      {{"pull"}, cmd_pull, "Download an image from a registry"},
-      {{"push"}, cmd_push, "Upload an image to a registry"},
+      {{"pull"}, HEAVY(cmd_pull), "Download an image from a registry"},
+      {{"push"}, HEAVY(cmd_push), "Upload an image to a registry"},
       {{"images"}, cmd_images, "List images"},
       {{"tag"}, cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"},
       {{"rmi"}, cmd_rmi, "Remove one or more images"},
       {{"history"}, cmd_history, "Show the history of an image"},
-      {{"save"}, cmd_save, "Save one or more images to a tar archive"},
-      {{"load"}, cmd_load, "Load an image from a tar archive"},
-      {{"import"}, cmd_import, "Import the contents from a tarball to create a filesystem image"},
-      {{"login"}, cmd_login, "Log in to a registry"},
-      {{"logout"}, cmd_logout, "Log out from a registry"},
+      {{"save"}, HEAVY(cmd_save), "Save one or more images to a tar archive"},
+      {{"load"}, HEAVY(cmd_load), "Load an image from a tar archive"},
+      {{"import"}, HEAVY(cmd_import), "Import the contents from a tarball to create a filesystem image"},
+      {{"login"}, HEAVY(cmd_login), "Log in to a registry"},
+      {{"logout"}, HEAVY(cmd_logout), "Log out from a registry"},
       {{"image", "ls"}, cmd_images, "List images"},
       {{"image", "list"}, cmd_images, ""},
-      {{"image", "pull"}, cmd_pull, "Download an image from a registry"},
-      {{"image", "push"}, cmd_push, "Upload an image to a registry"},
+      {{"image", "pull"}, HEAVY(cmd_pull), "Download an image from a registry"},
+      {{"image", "push"}, HEAVY(cmd_push), "Upload an image to a registry"},
       {{"image", "inspect"}, cmd_image_inspect, "Display detailed information on one or more images"},
       {{"image", "tag"}, cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"},
       {{"image", "rm"}, cmd_rmi, "Remove one or more images"},
@@ -48,9 +56,9 @@ const std::vector<Entry>& table() {
       {{"image", "history"}, cmd_history, "Show the history of an image"},
       {{"image", "mount"}, cmd_image_mount, "Mount an image's root filesystem read-only"},
       {{"image", "unmount"}, cmd_image_unmount, "Unmount an image mounted with 'berth image mount'"},
-      {{"image", "save"}, cmd_save, "Save one or more images to a tar archive"},
-      {{"image", "load"}, cmd_load, "Load an image from a tar archive"},
-      {{"image", "import"}, cmd_import, "Import the contents from a tarball to create a filesystem image"},
+      {{"image", "save"}, HEAVY(cmd_save), "Save one or more images to a tar archive"},
+      {{"image", "load"}, HEAVY(cmd_load), "Load an image from a tar archive"},
+      {{"image", "import"}, HEAVY(cmd_import), "Import the contents from a tarball to create a filesystem image"},
       {{"create"}, cmd_create, "Create a new container"},
       {{"run"}, cmd_run, "Create and run a new container from an image"},
       {{"start"}, cmd_start, "Start one or more stopped containers"},
@@ -67,14 +75,14 @@ const std::vector<Entry>& table() {
       {{"logs"}, cmd_logs, "Fetch the logs of a container"},
       {{"exec"}, cmd_exec, "Execute a command in a running container"},
       {{"container", "exec"}, cmd_exec, "Execute a command in a running container"},
-      {{"cp"}, cmd_cp, "Copy files/folders between a container and the local filesystem"},
+      {{"cp"}, HEAVY(cmd_cp), "Copy files/folders between a container and the local filesystem"},
       {{"diff"}, cmd_diff, "Inspect changes to files or directories on a container's filesystem"},
       {{"top"}, cmd_top, "Display the running processes of a container"},
       {{"stats"}, cmd_stats, "Display a live stream of container(s) resource usage statistics"},
       {{"attach"}, cmd_attach, "Attach local standard input, output, and error streams to a running container"},
       {{"events"}, cmd_events, "Get real time events from the server"},
       {{"info"}, cmd_info, "Display system-wide information"},
-      {{"container", "cp"}, cmd_cp, "Copy files/folders between a container and the local filesystem"},
+      {{"container", "cp"}, HEAVY(cmd_cp), "Copy files/folders between a container and the local filesystem"},
       {{"container", "diff"}, cmd_diff, "Inspect changes to files or directories on a container's filesystem"},
       {{"container", "top"}, cmd_top, "Display the running processes of a container"},
       {{"container", "stats"}, cmd_stats, "Display a live stream of container(s) resource usage statistics"},
@@ -203,6 +211,7 @@ void print_usage(std::ostream& out, const std::string& group = "") {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
   Context ctx;
+  ctx.argv = args;
   const char* env_root = std::getenv("BERTH_ROOT");
   ctx.root = env_root && *env_root ? env_root : "/var/lib/berth";
   if (const char* insecure = std::getenv("BERTH_INSECURE_REGISTRIES")) {

@@ -42,11 +42,15 @@ int64_t now_ns() {
 // docker run/create pull a missing image first ("Unable to find image … locally").
 void pull_missing(Context& ctx, const std::string& name) {
   if (ctx.images().find(name)) return;
+#ifdef BERTH_LIGHT
+  exec_full(ctx);  // the pull needs the registry client; berth-full runs the whole command
+#else
   image::Reference ref = image::parse_reference(name);
   std::cerr << "Unable to find image '" << ref.familiar() << "' locally\n";
   image::PullOptions opts;
   opts.registry = ctx.registry_options(ref);
   image::pull_image(ctx.images(), ref, opts, [](const image::PullEvent&) {});
+#endif
 }
 
 std::string create_from_flags(Context& ctx, const ParsedArgs& a, bool run) {

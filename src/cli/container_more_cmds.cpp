@@ -147,6 +147,7 @@ int64_t upper_size(const std::string& dir) {
 
 // ---- cp ----
 
+#ifndef BERTH_LIGHT
 int cmd_cp(Context& ctx, const Invocation& inv) {
   CommandHelp help{
       "berth cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tberth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
@@ -193,6 +194,8 @@ int cmd_cp(Context& ctx, const Invocation& inv) {
 }
 
 // ---- diff ----
+
+#endif  // BERTH_LIGHT
 
 int cmd_diff(Context& ctx, const Invocation& inv) {
   CommandHelp help{"berth diff CONTAINER", "Inspect changes to files or directories on a container's filesystem", {}};

@@ -1,13 +1,15 @@
 #include "cli/context.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "engine/engine.hpp"
+#include "engine/process.hpp"
 #include "engine/schema.hpp"
 #include "engine/volumes.hpp"
 #include "image/auth_config.hpp"
 #include "image/reference.hpp"
-#include "image/registry.hpp"
 #include "image/store.hpp"
 #include "util/fs.hpp"
 
@@ -81,5 +83,20 @@ void require_args(const Invocation& inv, const ParsedArgs& args, int min, int ma
     want = "at least " + std::to_string(min) + " and at most " + std::to_string(max) + " arguments";
   throw UsageError("\"berth " + inv.name + "\" requires " + want);
 }
+
+void exec_full(const Context& ctx) {
+  std::string full = engine::self_dir() + "berth-full";
+  std::vector<std::string> args = ctx.argv;
+  if (args.empty()) args.push_back("berth");
+  args[0] = full;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::cout.flush();
+  ::execv(full.c_str(), argv.data());
+  throw_errno("exec " + full);
+}
+
+int cmd_exec_full(Context& ctx, const Invocation&) { exec_full(ctx); }
 
 }  // namespace berth::cli

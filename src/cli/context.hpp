@@ -29,6 +29,7 @@ struct Context {
   // Whether the first engine() call reconciles (off for commands the engine itself runs in the
   // background, which must not race a user's command over another container's leftovers).
   bool reconcile = true;
+  std::vector<std::string> argv;  // the command line as given (exec_full re-runs it)
 
   image::ImageStore& images();
   // The volume store on images()'s state.db; opening it reconciles crashed volume changes.
@@ -68,5 +69,10 @@ ParsedArgs parse_command(const Invocation& inv, const CommandHelp& help, bool in
 void require_args(const Invocation& inv, const ParsedArgs& args, int min, int max);
 
 using Handler = int (*)(Context&, const Invocation&);
+
+// Re-runs this command line with berth-full (next to this binary), which has the registry client
+// and archive code; does not return.
+[[noreturn]] void exec_full(const Context& ctx);
+int cmd_exec_full(Context& ctx, const Invocation&);
 
 }  // namespace berth::cli
