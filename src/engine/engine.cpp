@@ -187,6 +187,23 @@ int parse_signal_name(const std::string& text) {
   throw Error("invalid signal: " + text);
 }
 
+std::vector<std::string> container_networks(const json& stored, const std::string& mode) {
+  std::vector<std::string> out;
+  if (stored.contains("BerthNetworks") && stored["BerthNetworks"].is_array()) {
+    for (const auto& n : stored["BerthNetworks"])
+      if (n.is_string()) out.push_back(n.get<std::string>());
+    return out;
+  }
+  out.push_back(mode);
+  if (stored.contains("NetworkingConfig") && stored["NetworkingConfig"].is_object()) {
+    json eps = stored["NetworkingConfig"].value("EndpointsConfig", json::object());
+    if (eps.is_object())
+      for (auto& [k, v] : eps.items())
+        if (k != mode) out.push_back(k);
+  }
+  return out;
+}
+
 namespace {
 
 // docker's /etc/hosts: localhost lines, --add-host entries, then the container's own address(es)
@@ -313,15 +330,7 @@ ContainerNetRequest net_request(const std::string& id, const std::string& name, 
     }
     r.networks.push_back(std::move(e));
   };
-  if (stored.contains("BerthNetworks") && stored["BerthNetworks"].is_array()) {
-    // After network connect/disconnect: the list as it is now, in order.
-    for (const auto& n : stored["BerthNetworks"])
-      if (n.is_string()) add(n.get<std::string>(), eps.contains(n) ? eps[n.get<std::string>()] : json::object());
-  } else {
-    add(mode, eps.contains(mode) ? eps[mode] : json::object());
-    for (auto& [k, v] : eps.items())
-      if (k != mode) add(k, v);
-  }
+  for (const auto& n : container_networks(stored, mode)) add(n, eps.contains(n) ? eps[n] : json::object());
   if (!r.networks.empty() && r.networks[0].network == mode && r.networks[0].mac.empty())
     r.networks[0].mac = jstr(config, "MacAddress");
   r.port_bindings = hc.value("PortBindings", json::object());
@@ -614,21 +623,8 @@ void Engine::reconcile() {
 
 namespace {
 
-// The container's networks as an ordered list of names (BerthNetworks), made from its mode and
-// NetworkingConfig the first time it changes.
-json network_list(const json& stored) {
-  if (stored.contains("BerthNetworks") && stored["BerthNetworks"].is_array()) return stored["BerthNetworks"];
-  json out = json::array();
-  std::string mode = jstr(stored["HostConfig"], "NetworkMode");
-  out.push_back(mode);
-  if (stored.contains("NetworkingConfig") && stored["NetworkingConfig"].is_object()) {
-    json eps = stored["NetworkingConfig"].value("EndpointsConfig", json::object());
-    if (eps.is_object())
-      for (auto& [k, v] : eps.items())
-        if (k != mode) out.push_back(k);
-  }
-  return out;
-}
+// The container's networks as the BerthNetworks list connect/disconnect store.
+json network_list(const json& stored) { return container_networks(stored, jstr(stored["HostConfig"], "NetworkMode")); }
 
 }  // namespace
 

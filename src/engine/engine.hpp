@@ -147,6 +147,10 @@ class Engine {
   std::string root_;
 };
 
+// The networks a container is on, in order: BerthNetworks once network connect/disconnect changed
+// them, else `mode` (its NetworkMode, as the caller normalised it) and NetworkingConfig's others.
+std::vector<std::string> container_networks(const nlohmann::json& stored, const std::string& mode);
+
 struct ExecRequest {
   std::vector<std::string> args, env;
   std::string user, workdir;

@@ -57,18 +57,9 @@ json network_settings(Engine& engine, const Container& c) {
   const json& config = c.config.value("Config", json::object());
   std::string mode = hc.value("NetworkMode", "");
   std::vector<std::string> names;
-  if (c.config.contains("BerthNetworks") && c.config["BerthNetworks"].is_array()) {
-    for (const auto& n : c.config["BerthNetworks"])
-      if (n.is_string()) names.push_back(n.get<std::string>());
-  } else if (!mode.empty() && mode.rfind("container:", 0) != 0) {
-    names.push_back(mode);
-    if (c.config.contains("NetworkingConfig") && c.config["NetworkingConfig"].is_object()) {
-      json eps_config = c.config["NetworkingConfig"].value("EndpointsConfig", json::object());
-      if (eps_config.is_object())
-        for (auto& [k, v] : eps_config.items())
-          if (k != mode) names.push_back(k);
-    }
-  }
+  if ((c.config.contains("BerthNetworks") && c.config["BerthNetworks"].is_array()) ||
+      (!mode.empty() && mode.rfind("container:", 0) != 0))
+    names = container_networks(c.config, mode);
   json eps_config = json::object();
   if (c.config.contains("NetworkingConfig") && c.config["NetworkingConfig"].is_object())
     eps_config = c.config["NetworkingConfig"].value("EndpointsConfig", json::object());

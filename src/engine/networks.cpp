@@ -416,12 +416,14 @@ std::vector<std::string> NetworkStore::prune(const std::function<bool(const Netw
   return removed;
 }
 
-std::vector<Endpoint> NetworkStore::endpoints(const std::string& container_id) {
+// Endpoints with their network's name, gateway and prefix, for one container or one network.
+std::vector<Endpoint> NetworkStore::query_endpoints(const char* where, const std::string& key) {
   std::vector<Endpoint> out;
   sql::Stmt s(db_,
-              "SELECT e.container_id,e.network_id,n.name,e.ip,n.gateway,e.mac,e.veth,e.ifname,n.subnet,e.aliases "
-              "FROM endpoints e JOIN networks n ON n.id=e.network_id WHERE e.container_id=? ORDER BY e.position");
-  s.bind(1, container_id);
+              std::string("SELECT e.container_id,e.network_id,n.name,e.ip,n.gateway,e.mac,e.veth,e.ifname,n.subnet,"
+                          "e.aliases FROM endpoints e JOIN networks n ON n.id=e.network_id WHERE ") +
+                  where);
+  s.bind(1, key);
   while (s.step()) {
     Endpoint e{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6), s.text(7), 0, {}};
     if (!s.text(8).empty()) e.prefix = net::Subnet4::parse(s.text(8)).prefix;
@@ -434,18 +436,12 @@ std::vector<Endpoint> NetworkStore::endpoints(const std::string& container_id) {
   return out;
 }
 
+std::vector<Endpoint> NetworkStore::endpoints(const std::string& container_id) {
+  return query_endpoints("e.container_id=? ORDER BY e.position", container_id);
+}
+
 std::vector<Endpoint> NetworkStore::network_endpoints(const std::string& network_id) {
-  std::vector<std::string> ids;
-  {
-    sql::Stmt s(db_, "SELECT container_id FROM endpoints WHERE network_id=? ORDER BY container_id");
-    s.bind(1, network_id);
-    while (s.step()) ids.push_back(s.text(0));
-  }
-  std::vector<Endpoint> out;
-  for (const auto& id : ids)
-    for (auto& e : endpoints(id))
-      if (e.network_id == network_id) out.push_back(std::move(e));
-  return out;
+  return query_endpoints("e.network_id=? ORDER BY e.container_id", network_id);
 }
 
 std::vector<PortBinding> NetworkStore::ports(const std::string& container_id) {

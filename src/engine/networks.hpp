@@ -120,6 +120,7 @@ class NetworkStore {
   struct Locked;
   Network ensure_kernel_side(const Network& n);
   void teardown_locked(const std::string& container_id);
+  std::vector<Endpoint> query_endpoints(const char* where, const std::string& key);
   void ensure_dns(const Network& n);
   sql::Db& db_;
   std::string root_, run_dir_;
