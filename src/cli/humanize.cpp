@@ -48,4 +48,23 @@ std::string created_at(int64_t unix_seconds) {
   return buf;
 }
 
+std::string rfc3339_local(int64_t ns, bool nanos) {
+  time_t secs = static_cast<time_t>(ns / 1000000000);
+  struct tm tm;
+  localtime_r(&secs, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out = buf;
+  if (nanos) {
+    snprintf(buf, sizeof buf, ".%09lld", static_cast<long long>(ns % 1000000000));
+    out += buf;
+  }
+  long off = tm.tm_gmtoff;
+  if (off == 0) return out + "Z";
+  char sign = off < 0 ? '-' : '+';
+  off = off < 0 ? -off : off;
+  snprintf(buf, sizeof buf, "%c%02ld:%02ld", sign, off / 3600, (off % 3600) / 60);
+  return out + buf;
+}
+
 }  // namespace berth::cli

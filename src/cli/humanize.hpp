@@ -14,5 +14,8 @@ std::string human_duration(int64_t seconds);
 std::string time_ago(int64_t unix_seconds);
 // RFC 3339 in local time like docker's CreatedAt: "2024-01-02 15:04:05 +0000 UTC".
 std::string created_at(int64_t unix_seconds);
+// RFC 3339 in local time ("2026-11-28T05:01:02Z", "…+01:00"); with nanos, docker's
+// RFC3339Nano-with-zeros form of network Created ("2026-11-28T05:01:02.000000123Z").
+std::string rfc3339_local(int64_t ns, bool nanos);
 
 }  // namespace berth::cli

@@ -10,6 +10,7 @@
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
+#include "cli/humanize.hpp"
 #include "engine/engine.hpp"
 #include "engine/networks.hpp"
 #include "engine/process.hpp"
@@ -23,25 +24,6 @@ using engine::Network;
 using nlohmann::json;
 
 namespace {
-
-// docker's network Created: RFC 3339 with nanoseconds in local time.
-std::string created_text(int64_t ns) {
-  time_t secs = static_cast<time_t>(ns / 1000000000);
-  struct tm tm;
-  localtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = buf;
-  char frac[16];
-  snprintf(frac, sizeof frac, ".%09lld", static_cast<long long>(ns % 1000000000));
-  out += frac;
-  long off = tm.tm_gmtoff;
-  if (off == 0) return out + "Z";
-  char sign = off < 0 ? '-' : '+';
-  off = off < 0 ? -off : off;
-  snprintf(buf, sizeof buf, "%c%02ld:%02ld", sign, off / 3600, (off % 3600) / 60);
-  return out + buf;
-}
 
 json network_json(engine::Engine& eng, const Network& n) {
   json ipam_config = json::array();
@@ -65,7 +47,7 @@ json network_json(engine::Engine& eng, const Network& n) {
   }
   return {{"Name", n.name},
           {"Id", n.id},
-          {"Created", created_text(n.created_ns)},
+          {"Created", rfc3339_local(n.created_ns, true)},
           {"Scope", "local"},
           {"Driver", n.driver},
           {"EnableIPv4", true},
@@ -195,7 +177,7 @@ int cmd_network_ls(Context& ctx, const Invocation& inv) {
                     {"IPv6", "false"},
                     {"Internal", n.internal ? "true" : "false"},
                     {"Labels", labels_text(n.labels)},
-                    {"CreatedAt", created_text(n.created_ns)}});
+                    {"CreatedAt", rfc3339_local(n.created_ns, true)}});
   }
   std::string format = a.get("format");
   if (a.has("quiet")) format = "{{.ID}}";

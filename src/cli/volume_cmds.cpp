@@ -17,25 +17,8 @@ using nlohmann::json;
 
 namespace {
 
-// docker's volume CreatedAt: RFC 3339 in local time, seconds precision ("2026-11-28T05:01:02Z",
-// "2026-11-28T06:01:02+01:00").
-std::string rfc3339_local(int64_t ns) {
-  time_t secs = static_cast<time_t>(ns / 1000000000);
-  struct tm tm;
-  localtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string out = buf;
-  long off = tm.tm_gmtoff;
-  if (off == 0) return out + "Z";
-  char sign = off < 0 ? '-' : '+';
-  off = off < 0 ? -off : off;
-  snprintf(buf, sizeof buf, "%c%02ld:%02ld", sign, off / 3600, (off % 3600) / 60);
-  return out + buf;
-}
-
 json inspect_json(const Volume& v) {
-  return {{"CreatedAt", rfc3339_local(v.created_ns)},
+  return {{"CreatedAt", rfc3339_local(v.created_ns, false)},
           {"Driver", v.driver},
           {"Labels", json(v.labels)},
           {"Mountpoint", v.mountpoint},
