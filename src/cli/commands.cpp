@@ -81,6 +81,7 @@ const std::vector<Entry>& table() {
       {{"stats"}, cmd_stats, "Display a live stream of container(s) resource usage statistics"},
       {{"attach"}, cmd_attach, "Attach local standard input, output, and error streams to a running container"},
       {{"events"}, cmd_events, "Get real time events from the server"},
+      {{"serve"}, HEAVY(cmd_serve), "Serve the Docker Engine API on a unix socket"},
       {{"info"}, cmd_info, "Display system-wide information"},
       {{"container", "cp"}, HEAVY(cmd_cp), "Copy files/folders between a container and the local filesystem"},
       {{"container", "diff"}, cmd_diff, "Inspect changes to files or directories on a container's filesystem"},

@@ -12,7 +12,6 @@
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
-#include "cli/humanize.hpp"
 #include "engine/engine.hpp"
 #include "engine/inspect.hpp"
 #include "engine/networks.hpp"
@@ -22,6 +21,7 @@
 #include "image/registry.hpp"
 #include "image/store.hpp"
 #include "logs/json_file.hpp"
+#include "util/humanize.hpp"
 
 namespace berth::cli {
 
@@ -92,26 +92,6 @@ int for_each_container(const std::vector<std::string>& refs, F&& body) {
   return status;
 }
 
-std::string status_text(const engine::Container& c) {
-  auto ago = [](const std::string& when) {
-    int64_t t = image::parse_rfc3339(when);
-    int64_t now =
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    return human_duration(now - t);
-  };
-  if (c.state == "running") {
-    std::string health = c.health.is_object() ? c.health.value("Status", "") : "";
-    if (health == "starting") health = "health: starting";
-    return "Up " + ago(c.started_at) + (health.empty() ? "" : " (" + health + ")");
-  }
-  if (c.state == "paused") return "Up " + ago(c.started_at) + " (Paused)";
-  if (c.state == "restarting") return "Restarting (" + std::to_string(c.exit_code) + ") " + ago(c.finished_at) + " ago";
-  if (c.state == "exited")
-    return "Exited (" + std::to_string(c.exit_code) + ") " + (c.finished_at.empty() ? "" : ago(c.finished_at) + " ago");
-  if (c.state == "dead") return "Dead";
-  return "Created";
-}
-
 std::string ellipsis(const std::string& s, size_t max) {
   // Counted in characters (UTF-8 code points), as docker's formatter does.
   std::vector<std::string> chars;
@@ -177,7 +157,7 @@ json ps_row(engine::Engine& engine, const engine::Container& c, bool trunc) {
           {"RunningFor", time_ago(c.created_ns / 1000000000)},
           {"Ports", ports},
           {"State", c.state},
-          {"Status", status_text(c)},
+          {"Status", engine::status_text(c)},
           {"Size", "0B"},
           {"Names", c.name},
           {"Labels", labels},

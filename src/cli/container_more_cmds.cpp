@@ -21,15 +21,16 @@
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
-#include "cli/humanize.hpp"
 #include "engine/cp.hpp"
 #include "engine/diff.hpp"
 #include "engine/engine.hpp"
+#include "engine/inspect.hpp"
 #include "engine/process.hpp"
 #include "engine/stats.hpp"
 #include "image/store.hpp"
 #include "logs/json_file.hpp"
 #include "util/fs.hpp"
+#include "util/humanize.hpp"
 #include "util/sqlite.hpp"
 #include "util/strings.hpp"
 
@@ -470,31 +471,6 @@ int cmd_container_prune(Context& ctx, const Invocation& inv) {
 
 namespace {
 
-// RFC3339 with 9 fraction digits in local time (docker's jsonmessage.RFC3339NanoFixed).
-std::string rfc3339_nano_local(int64_t ns) {
-  time_t secs = static_cast<time_t>(ns / 1000000000);
-  int64_t frac = ns % 1000000000;
-  if (frac < 0) {
-    frac += 1000000000;
-    secs -= 1;
-  }
-  struct tm tm {};
-  ::localtime_r(&secs, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[96];
-  long off = tm.tm_gmtoff;
-  if (off == 0) {
-    std::snprintf(out, sizeof out, "%s.%09lldZ", buf, static_cast<long long>(frac));
-  } else {
-    char sign = off < 0 ? '-' : '+';
-    off = off < 0 ? -off : off;
-    std::snprintf(out, sizeof out, "%s.%09lld%c%02ld:%02ld", buf, static_cast<long long>(frac), sign, off / 3600,
-                  (off % 3600) / 60);
-  }
-  return out;
-}
-
 struct EventRow {
   int64_t seq, time_ns;
   std::string type, action, actor;
@@ -676,33 +652,7 @@ int cmd_events(Context& ctx, const Invocation& inv) {
 
 // ---- info ----
 
-namespace {
-
-std::string os_pretty_name() {
-  std::ifstream in("/etc/os-release");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("PRETTY_NAME=", 0) != 0) continue;
-    std::string v = line.substr(12);
-    if (v.size() >= 2 && (v[0] == '"' || v[0] == '\'')) v = v.substr(1, v.size() - 2);
-    return v;
-  }
-  return "Linux";
-}
-
-std::string os_version() {
-  std::ifstream in("/etc/os-release");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VERSION_ID=", 0) != 0) continue;
-    std::string v = line.substr(11);
-    if (v.size() >= 2 && (v[0] == '"' || v[0] == '\'')) v = v.substr(1, v.size() - 2);
-    return v;
-  }
-  return "";
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int cmd_info(Context& ctx, const Invocation& inv) {
   CommandHelp help{"berth info [OPTIONS]",
@@ -710,93 +660,7 @@ int cmd_info(Context& ctx, const Invocation& inv) {
                    {{"format", 'f', true, "Format output using a custom template", "string"}}};
   ParsedArgs a = parse_command(inv, help);
   require_args(inv, a, 0, 0);
-  auto& engine = ctx.engine();
-  int running = 0, paused = 0, stopped = 0;
-  auto list = engine.list();
-  for (const auto& c : list) {
-    if (c.state == "paused")
-      paused++;
-    else if (c.running())
-      running++;
-    else
-      stopped++;
-  }
-  size_t images = ctx.images().list().size();
-  struct utsname u {};
-  ::uname(&u);
-  long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
-  uint64_t mem = engine::host_memory_bytes();
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  int cgroup_version = engine::cgroup_version();
-  std::string arch = u.machine;
-  std::string root = ctx.root;
-  char real[PATH_MAX];
-  if (::realpath(root.c_str(), real)) root = real;
-  // A stable ID without state: derived from the machine and the data root.
-  std::string machine = std::string(trim(read_file_if_exists("/etc/machine-id").value_or(host)));
-  char idbuf[64];
-  size_t h1 = std::hash<std::string>{}(machine + "|" + root), h2 = std::hash<std::string>{}(root + "|" + machine);
-  std::snprintf(idbuf, sizeof idbuf, "%08zx-%04zx-%04zx-%04zx-%012zx", h1 >> 32 & 0xffffffff, h1 >> 16 & 0xffff,
-                h1 & 0xffff, h2 >> 48 & 0xffff, h2 & 0xffffffffffff);
-  std::string id = idbuf;
-  json info = {{"ID", id},
-               {"Containers", list.size()},
-               {"ContainersRunning", running},
-               {"ContainersPaused", paused},
-               {"ContainersStopped", stopped},
-               {"Images", images},
-               {"Driver", "overlay2"},
-               {"DriverStatus",
-                json::array({json::array({"Backing Filesystem", "extfs"}), json::array({"Supports d_type", "true"}),
-                             json::array({"Using metacopy", "false"}), json::array({"Native Overlay Diff", "true"}),
-                             json::array({"userxattr", "false"})})},
-               {"Plugins",
-                {{"Volume", json::array({"local"})},
-                 {"Network", json::array({"host", "null"})},
-                 {"Authorization", nullptr},
-                 {"Log", json::array({"json-file", "local"})}}},
-               {"MemoryLimit", true},
-               {"SwapLimit", true},
-               {"CpuCfsPeriod", true},
-               {"CpuCfsQuota", true},
-               {"CPUShares", true},
-               {"CPUSet", true},
-               {"PidsLimit", true},
-               {"IPv4Forwarding", true},
-               {"Debug", ctx.debug},
-               {"NFd", 0},
-               {"OomKillDisable", cgroup_version == 1},
-               {"NGoroutines", 0},
-               {"SystemTime", rfc3339_nano_local(now_ns())},
-               {"LoggingDriver", "json-file"},
-               {"CgroupDriver", "cgroupfs"},
-               {"CgroupVersion", std::to_string(cgroup_version)},
-               {"NEventsListener", 0},
-               {"KernelVersion", u.release},
-               {"OperatingSystem", os_pretty_name()},
-               {"OSVersion", os_version()},
-               {"OSType", "linux"},
-               {"Architecture", arch},
-               {"IndexServerAddress", "https://index.docker.io/v1/"},
-               {"NCPU", ncpu},
-               {"MemTotal", mem},
-               {"DockerRootDir", root},
-               {"HttpProxy", ""},
-               {"HttpsProxy", ""},
-               {"NoProxy", ""},
-               {"Name", host},
-               {"Labels", json::array()},
-               {"ExperimentalBuild", false},
-               {"ServerVersion", "0.1.0"},
-               {"Runtimes", {{"berth-runtime", {{"path", engine.runtime_path()}}}}},
-               {"DefaultRuntime", "berth-runtime"},
-               {"Swarm", {{"LocalNodeState", "inactive"}, {"NodeID", ""}}},
-               {"LiveRestoreEnabled", true},
-               {"Isolation", ""},
-               {"InitBinary", "berth-init"},
-               {"SecurityOptions", json::array({"name=seccomp,profile=builtin"})},
-               {"Warnings", nullptr}};
+  json info = engine::system_info(ctx.engine(), ctx.images(), ctx.root, ctx.debug);
   if (a.has("format")) {
     std::string format = a.get("format");
     if (std::string(trim(format)) == "json") format = "{{json .}}";
@@ -809,11 +673,11 @@ int cmd_info(Context& ctx, const Invocation& inv) {
       << " Context:    default\n"
       << " Debug Mode: " << (ctx.debug ? "true" : "false") << "\n\n"
       << "Server:\n"
-      << " Containers: " << list.size() << "\n"
-      << "  Running: " << running << "\n"
-      << "  Paused: " << paused << "\n"
-      << "  Stopped: " << stopped << "\n"
-      << " Images: " << images << "\n"
+      << " Containers: " << info["Containers"] << "\n"
+      << "  Running: " << info["ContainersRunning"] << "\n"
+      << "  Paused: " << info["ContainersPaused"] << "\n"
+      << "  Stopped: " << info["ContainersStopped"] << "\n"
+      << " Images: " << info["Images"] << "\n"
       << " Server Version: 0.1.0\n"
       << " Storage Driver: overlay2\n"
       << "  Backing Filesystem: extfs\n"
@@ -823,7 +687,7 @@ int cmd_info(Context& ctx, const Invocation& inv) {
       << "  userxattr: false\n"
       << " Logging Driver: json-file\n"
       << " Cgroup Driver: cgroupfs\n"
-      << " Cgroup Version: " << cgroup_version << "\n"
+      << " Cgroup Version: " << info["CgroupVersion"].get<std::string>() << "\n"
       << " Plugins:\n"
       << "  Volume: local\n"
       << "  Network: host null\n"
@@ -835,15 +699,15 @@ int cmd_info(Context& ctx, const Invocation& inv) {
       << " Security Options:\n"
       << "  seccomp\n"
       << "   Profile: builtin\n"
-      << " Kernel Version: " << u.release << "\n"
-      << " Operating System: " << os_pretty_name() << "\n"
+      << " Kernel Version: " << info["KernelVersion"].get<std::string>() << "\n"
+      << " Operating System: " << info["OperatingSystem"].get<std::string>() << "\n"
       << " OSType: linux\n"
-      << " Architecture: " << arch << "\n"
-      << " CPUs: " << ncpu << "\n"
-      << " Total Memory: " << bytes_size(static_cast<double>(mem)) << "\n"
-      << " Name: " << host << "\n"
-      << " ID: " << id << "\n"
-      << " Docker Root Dir: " << root << "\n"
+      << " Architecture: " << info["Architecture"].get<std::string>() << "\n"
+      << " CPUs: " << info["NCPU"] << "\n"
+      << " Total Memory: " << bytes_size(info["MemTotal"].get<double>()) << "\n"
+      << " Name: " << info["Name"].get<std::string>() << "\n"
+      << " ID: " << info["ID"].get<std::string>() << "\n"
+      << " Docker Root Dir: " << info["DockerRootDir"].get<std::string>() << "\n"
       << " Debug Mode: " << (ctx.debug ? "true" : "false") << "\n"
       << " Experimental: false\n"
       << " Live Restore Enabled: true\n\n";

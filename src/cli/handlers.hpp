@@ -72,6 +72,7 @@ int cmd_stats(Context&, const Invocation&);
 int cmd_attach(Context&, const Invocation&);
 int cmd_container_prune(Context&, const Invocation&);
 int cmd_events(Context&, const Invocation&);
+int cmd_serve(Context&, const Invocation&);
 int cmd_info(Context&, const Invocation&);
 
 }  // namespace berth::cli

@@ -10,12 +10,12 @@
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
-#include "cli/humanize.hpp"
 #include "image/digest.hpp"
 #include "image/inspect.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
 #include "storage/overlay.hpp"
+#include "util/humanize.hpp"
 
 namespace berth::cli {
 

@@ -10,13 +10,14 @@
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
-#include "cli/humanize.hpp"
 #include "engine/engine.hpp"
+#include "engine/inspect.hpp"
 #include "engine/networks.hpp"
 #include "engine/process.hpp"
 #include "engine/volumes.hpp"
 #include "image/store.hpp"
 #include "logs/json_file.hpp"
+#include "util/humanize.hpp"
 
 namespace berth::cli {
 
@@ -24,47 +25,6 @@ using engine::Network;
 using nlohmann::json;
 
 namespace {
-
-json network_json(engine::Engine& eng, const Network& n) {
-  json ipam_config = json::array();
-  if (!n.subnet.empty()) {
-    json c = {{"Subnet", n.subnet}, {"Gateway", n.gateway}};
-    if (!n.ip_range.empty()) c["IPRange"] = n.ip_range;
-    ipam_config.push_back(c);
-  }
-  json containers = json::object();
-  for (const auto& e : eng.networks().network_endpoints(n.id)) {
-    std::string name;
-    try {
-      name = eng.get(e.container_id).name;
-    } catch (const std::exception&) {
-    }
-    containers[e.container_id] = {{"Name", name},
-                                  {"EndpointID", e.network_id.substr(0, 32) + e.container_id.substr(0, 32)},
-                                  {"MacAddress", e.mac},
-                                  {"IPv4Address", e.ip + "/" + std::to_string(e.prefix)},
-                                  {"IPv6Address", ""}};
-  }
-  return {{"Name", n.name},
-          {"Id", n.id},
-          {"Created", rfc3339_local(n.created_ns, true)},
-          {"Scope", "local"},
-          {"Driver", n.driver},
-          {"EnableIPv4", true},
-          {"EnableIPv6", false},
-          {"IPAM",
-           {{"Driver", "default"},
-            {"Options", n.driver == "bridge" ? json::object() : json(nullptr)},
-            {"Config", ipam_config}}},
-          {"Internal", n.internal},
-          {"Attachable", false},
-          {"Ingress", false},
-          {"ConfigFrom", {{"Network", ""}}},
-          {"ConfigOnly", false},
-          {"Containers", containers},
-          {"Options", json(n.options)},
-          {"Labels", json(n.labels)}};
-}
 
 std::string labels_text(const std::map<std::string, std::string>& labels) {
   std::string out;
@@ -206,7 +166,7 @@ int cmd_network_inspect(Context& ctx, const Invocation& inv) {
   std::vector<std::string> missing;
   for (const auto& ref : a.positionals) {
     try {
-      items.push_back(network_json(eng, eng.networks().get(ref)));
+      items.push_back(engine::network_json(eng, eng.networks().get(ref)));
     } catch (const engine::NotFound&) {
       missing.push_back(ref);
     }

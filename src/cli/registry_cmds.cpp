@@ -8,7 +8,6 @@
 #include <mutex>
 
 #include "cli/handlers.hpp"
-#include "cli/humanize.hpp"
 #include "image/auth_config.hpp"
 #include "image/inspect.hpp"
 #include "image/pull.hpp"
@@ -16,6 +15,7 @@
 #include "image/reference.hpp"
 #include "image/registry.hpp"
 #include "image/store.hpp"
+#include "util/humanize.hpp"
 
 namespace berth::cli {
 

@@ -7,8 +7,9 @@
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
-#include "cli/humanize.hpp"
+#include "engine/inspect.hpp"
 #include "engine/volumes.hpp"
+#include "util/humanize.hpp"
 
 namespace berth::cli {
 
@@ -16,16 +17,6 @@ using engine::Volume;
 using nlohmann::json;
 
 namespace {
-
-json inspect_json(const Volume& v) {
-  return {{"CreatedAt", rfc3339_local(v.created_ns, false)},
-          {"Driver", v.driver},
-          {"Labels", json(v.labels)},
-          {"Mountpoint", v.mountpoint},
-          {"Name", v.name},
-          {"Options", json(v.options)},
-          {"Scope", "local"}};
-}
 
 // "k=v,k2=v2" as docker's volume formatter prints Labels.
 std::string labels_text(const std::map<std::string, std::string>& labels) {
@@ -197,7 +188,7 @@ int cmd_volume_inspect(Context& ctx, const Invocation& inv) {
   for (const auto& name : a.positionals) {
     auto v = ctx.volumes().find(name);
     if (v)
-      items.push_back(inspect_json(*v));
+      items.push_back(engine::volume_json(*v));
     else
       missing.push_back(name);
   }

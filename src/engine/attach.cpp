@@ -73,11 +73,8 @@ void send_resize(int sock, int tty_fd) {
   send_frame(sock, shim::kResize, json{{"rows", ws.ws_row}, {"cols", ws.ws_col}}.dump());
 }
 
-}  // namespace
-
-int Engine::attach(const std::string& ref, const AttachIo& io) {
-  Container c = get(ref);
-  std::string path = state_dir(c.id) + "/attach.sock";
+// Connects to the shim's attach socket of container id (retrying while the shim sets it up).
+UniqueFd connect_attach(const std::string& path) {
   UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!sock) throw_errno("socket");
   sockaddr_un addr{};
@@ -89,6 +86,22 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
     if ((errno != ENOENT && errno != ECONNREFUSED) || attempt > 200) throw_errno("connect " + path);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  return sock;
+}
+
+}  // namespace
+
+void Engine::resize(const std::string& ref, int rows, int cols) {
+  Container c = get(ref);
+  if (!c.running()) throw StatusError("Container " + c.id + " is not running", 1);
+  UniqueFd sock = connect_attach(state_dir(c.id) + "/attach.sock");
+  send_frame(sock.get(), shim::kHello, json{{"stdin", false}, {"stdout", false}, {"stderr", false}}.dump());
+  send_frame(sock.get(), shim::kResize, json{{"rows", rows}, {"cols", cols}}.dump());
+}
+
+int Engine::attach(const std::string& ref, const AttachIo& io) {
+  Container c = get(ref);
+  UniqueFd sock = connect_attach(state_dir(c.id) + "/attach.sock");
   send_frame(sock.get(), shim::kHello,
              json{{"stdin", io.stdin_fd >= 0}, {"stdout", io.stdout_fd >= 0}, {"stderr", io.stderr_fd >= 0}}.dump());
 
@@ -133,11 +146,15 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
   std::optional<int> exit_code;
   char chunk[65536];
   while (!exit_code) {
-    pollfd fds[3] = {{sock.get(), POLLIN, 0}, {sig_r.get(), POLLIN, 0}, {stdin_open ? io.stdin_fd : -1, POLLIN, 0}};
-    if (::poll(fds, 3, -1) < 0) {
+    pollfd fds[4] = {{sock.get(), POLLIN, 0},
+                     {sig_r.get(), POLLIN, 0},
+                     {stdin_open ? io.stdin_fd : -1, POLLIN, 0},
+                     {io.hangup_fd, 0, 0}};
+    if (::poll(fds, 4, -1) < 0) {
       if (errno == EINTR) continue;
       throw_errno("poll");
     }
+    if (fds[3].revents & (POLLHUP | POLLERR)) return -1;  // the client went away
     if (fds[1].revents & POLLIN) {
       unsigned char s;
       while (::read(sig_r.get(), &s, 1) == 1) {
@@ -175,7 +192,11 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
         uint32_t len = (uint32_t{h[4]} << 24) | (uint32_t{h[5]} << 16) | (uint32_t{h[6]} << 8) | h[7];
         if (buf.size() - pos - shim::kFrameHeader < len) break;
         std::string_view payload(buf.data() + pos + shim::kFrameHeader, len);
-        if (h[0] == shim::kStdout && io.stdout_fd >= 0) {
+        if (io.multiplex && (h[0] == shim::kStdout || h[0] == shim::kStderr)) {
+          // The shim's frames are docker's stdcopy frames: passed on whole.
+          if (io.stdout_fd >= 0)
+            write_all(io.stdout_fd, std::string_view(buf.data() + pos, shim::kFrameHeader + len), "stdout");
+        } else if (h[0] == shim::kStdout && io.stdout_fd >= 0) {
           write_all(io.stdout_fd, payload, "stdout");
         } else if (h[0] == shim::kStderr && io.stderr_fd >= 0) {
           write_all(io.stderr_fd, payload, "stderr");

@@ -82,6 +82,10 @@ struct AttachIo {
   bool tty = false;
   // Called with the signal number for each proxied signal (SIGINT, SIGTERM, …); may be empty.
   bool proxy_signals = false;
+  // The API's non-tty attach: stdout and stderr as docker's 8-byte-header frames, on stdout_fd.
+  bool multiplex = false;
+  // When this fd hangs up (the API client went away), attach returns -1 at once.
+  int hangup_fd = -1;
 };
 
 class Engine {
@@ -114,6 +118,8 @@ class Engine {
   // Sends the stop signal, waits up to timeout seconds (default: the container's StopTimeout or 10),
   // then SIGKILL.
   void stop(const std::string& id, std::optional<int> timeout = std::nullopt);
+  // Sets the window size of a running container's terminal (through its shim).
+  void resize(const std::string& id, int rows, int cols);
   void kill(const std::string& id, int signal);
   void remove(const std::string& id, bool force, bool volumes);
   // Blocks until the container is not running; returns its exit code.
@@ -155,6 +161,10 @@ struct ExecRequest {
   std::vector<std::string> args, env;
   std::string user, workdir;
   bool tty = false, interactive = false, detach = false;
+  // Where the process's stdio goes (the API server passes its client's socket and pipes).
+  int in_fd = 0, out_fd = 1, err_fd = 2;
+  // With tty: called with the terminal's master once the process runs (resize), before relaying.
+  std::function<void(int master_fd)> on_terminal;
 };
 
 // Runs a process in the running container c with this process's stdio (a relayed pty with tty);

@@ -48,28 +48,28 @@ UniqueFd receive_fd(int sock) {
 
 // Relays between the local terminal and the pty master until the exec'd process is gone;
 // returns its wait status, or -1 when the terminal closed first.
-int relay_pty(int master, pid_t child) {
+int relay_pty(int master, pid_t child, int in_fd, int out_fd) {
   termios saved{};
-  bool raw = ::isatty(0) && ::tcgetattr(0, &saved) == 0;
+  bool raw = ::isatty(in_fd) && ::tcgetattr(in_fd, &saved) == 0;
   if (raw) {
     termios t = saved;
     ::cfmakeraw(&t);
-    ::tcsetattr(0, TCSANOW, &t);
+    ::tcsetattr(in_fd, TCSANOW, &t);
     winsize ws{};
-    if (::ioctl(0, TIOCGWINSZ, &ws) == 0) ::ioctl(master, TIOCSWINSZ, &ws);
+    if (::ioctl(in_fd, TIOCGWINSZ, &ws) == 0) ::ioctl(master, TIOCSWINSZ, &ws);
   }
   char buf[65536];
-  bool in_open = true;
+  bool in_open = in_fd >= 0;
   for (;;) {
-    pollfd fds[2] = {{master, POLLIN, 0}, {in_open ? 0 : -1, POLLIN, 0}};
+    pollfd fds[2] = {{master, POLLIN, 0}, {in_open ? in_fd : -1, POLLIN, 0}};
     if (::poll(fds, 2, 200) < 0 && errno != EINTR) break;
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = ::read(master, buf, sizeof buf);
       if (n <= 0) break;  // EIO: every slave fd closed
-      write_all(1, std::string_view(buf, static_cast<size_t>(n)), "stdout");
+      write_all(out_fd, std::string_view(buf, static_cast<size_t>(n)), "stdout");
     }
     if (in_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      ssize_t n = ::read(0, buf, sizeof buf);
+      ssize_t n = ::read(in_fd, buf, sizeof buf);
       if (n <= 0) {
         in_open = false;
         char eof = 4;  // ^D: EOF for the program reading the terminal
@@ -86,13 +86,13 @@ int relay_pty(int master, pid_t child) {
         if (::poll(&p, 1, 0) <= 0) break;
         ssize_t n = ::read(master, buf, sizeof buf);
         if (n <= 0) break;
-        write_all(1, std::string_view(buf, static_cast<size_t>(n)), "stdout");
+        write_all(out_fd, std::string_view(buf, static_cast<size_t>(n)), "stdout");
       }
-      if (raw) ::tcsetattr(0, TCSANOW, &saved);
+      if (raw) ::tcsetattr(in_fd, TCSANOW, &saved);
       return status;
     }
   }
-  if (raw) ::tcsetattr(0, TCSANOW, &saved);
+  if (raw) ::tcsetattr(in_fd, TCSANOW, &saved);
   return -1;
 }
 
@@ -214,9 +214,14 @@ int exec_in(Engine& engine, const Container& c, const ExecRequest& req) {
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
+    // The caller's stdio for the runtime (and so the process, without a tty).
+    if (req.out_fd != 1) ::dup2(req.out_fd, 1);
+    if (req.err_fd != 2) ::dup2(req.err_fd, 2);
     if (!req.interactive || req.detach) {
       int null = ::open("/dev/null", O_RDONLY);
       if (null >= 0) ::dup2(null, 0);
+    } else if (req.in_fd != 0) {
+      ::dup2(req.in_fd, 0);
     }
     ::execv(argv[0], argv.data());
     ::_exit(127);
@@ -240,7 +245,8 @@ int exec_in(Engine& engine, const Container& c, const ExecRequest& req) {
       }
       return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
-    int st = relay_pty(master.get(), pid);
+    if (req.on_terminal) req.on_terminal(master.get());
+    int st = relay_pty(master.get(), pid, req.in_fd, req.out_fd);
     if (st >= 0) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   }
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {

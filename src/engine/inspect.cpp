@@ -1,6 +1,9 @@
 #include "engine/inspect.hpp"
 
 #include "engine/networks.hpp"
+#include "engine/volumes.hpp"
+#include "image/inspect.hpp"
+#include "util/humanize.hpp"
 
 #include "logs/json_file.hpp"
 #include "util/fs.hpp"
@@ -177,6 +180,77 @@ json inspect_json(Engine& engine, const Container& c) {
   };
   if (!inspect["Config"].contains("Image")) inspect["Config"]["Image"] = c.image_name;
   return inspect;
+}
+
+std::string status_text(const Container& c) {
+  auto ago = [](const std::string& when) {
+    int64_t t = image::parse_rfc3339(when);
+    int64_t now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return human_duration(now - t);
+  };
+  if (c.state == "running") {
+    std::string health = c.health.is_object() ? c.health.value("Status", "") : "";
+    if (health == "starting") health = "health: starting";
+    return "Up " + ago(c.started_at) + (health.empty() ? "" : " (" + health + ")");
+  }
+  if (c.state == "paused") return "Up " + ago(c.started_at) + " (Paused)";
+  if (c.state == "restarting") return "Restarting (" + std::to_string(c.exit_code) + ") " + ago(c.finished_at) + " ago";
+  if (c.state == "exited")
+    return "Exited (" + std::to_string(c.exit_code) + ") " + (c.finished_at.empty() ? "" : ago(c.finished_at) + " ago");
+  if (c.state == "dead") return "Dead";
+  return "Created";
+}
+
+json network_json(Engine& eng, const Network& n) {
+  json ipam_config = json::array();
+  if (!n.subnet.empty()) {
+    json c = {{"Subnet", n.subnet}, {"Gateway", n.gateway}};
+    if (!n.ip_range.empty()) c["IPRange"] = n.ip_range;
+    ipam_config.push_back(c);
+  }
+  json containers = json::object();
+  for (const auto& e : eng.networks().network_endpoints(n.id)) {
+    std::string name;
+    try {
+      name = eng.get(e.container_id).name;
+    } catch (const std::exception&) {
+    }
+    containers[e.container_id] = {{"Name", name},
+                                  {"EndpointID", e.network_id.substr(0, 32) + e.container_id.substr(0, 32)},
+                                  {"MacAddress", e.mac},
+                                  {"IPv4Address", e.ip + "/" + std::to_string(e.prefix)},
+                                  {"IPv6Address", ""}};
+  }
+  return {{"Name", n.name},
+          {"Id", n.id},
+          {"Created", rfc3339_local(n.created_ns, true)},
+          {"Scope", "local"},
+          {"Driver", n.driver},
+          {"EnableIPv4", true},
+          {"EnableIPv6", false},
+          {"IPAM",
+           {{"Driver", "default"},
+            {"Options", n.driver == "bridge" ? json::object() : json(nullptr)},
+            {"Config", ipam_config}}},
+          {"Internal", n.internal},
+          {"Attachable", false},
+          {"Ingress", false},
+          {"ConfigFrom", {{"Network", ""}}},
+          {"ConfigOnly", false},
+          {"Containers", containers},
+          {"Options", json(n.options)},
+          {"Labels", json(n.labels)}};
+}
+
+json volume_json(const Volume& v) {
+  return {{"CreatedAt", rfc3339_local(v.created_ns, false)},
+          {"Driver", v.driver},
+          {"Labels", json(v.labels)},
+          {"Mountpoint", v.mountpoint},
+          {"Name", v.name},
+          {"Options", json(v.options)},
+          {"Scope", "local"}};
 }
 
 }  // namespace berth::engine

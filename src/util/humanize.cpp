@@ -1,9 +1,9 @@
-#include "cli/humanize.hpp"
+#include "util/humanize.hpp"
 
 #include <cstdio>
 #include <ctime>
 
-namespace berth::cli {
+namespace berth {
 
 std::string human_size(double size, int precision) {
   static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"};
@@ -67,4 +67,28 @@ std::string rfc3339_local(int64_t ns, bool nanos) {
   return out + buf;
 }
 
-}  // namespace berth::cli
+std::string rfc3339_nano_local(int64_t ns) {
+  time_t secs = static_cast<time_t>(ns / 1000000000);
+  int64_t frac = ns % 1000000000;
+  if (frac < 0) {
+    frac += 1000000000;
+    secs -= 1;
+  }
+  struct tm tm {};
+  ::localtime_r(&secs, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[96];
+  long off = tm.tm_gmtoff;
+  if (off == 0) {
+    std::snprintf(out, sizeof out, "%s.%09lldZ", buf, static_cast<long long>(frac));
+  } else {
+    char sign = off < 0 ? '-' : '+';
+    off = off < 0 ? -off : off;
+    std::snprintf(out, sizeof out, "%s.%09lld%c%02ld:%02ld", buf, static_cast<long long>(frac), sign, off / 3600,
+                  (off % 3600) / 60);
+  }
+  return out;
+}
+
+}  // namespace berth

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace berth::cli {
+namespace berth {
 
 // units.HumanSizeWithPrecision: decimal units (kB, MB, …), %.{precision}g.
 std::string human_size(double bytes, int precision = 4);
@@ -18,4 +18,7 @@ std::string created_at(int64_t unix_seconds);
 // RFC3339Nano-with-zeros form of network Created ("2026-11-28T05:01:02.000000123Z").
 std::string rfc3339_local(int64_t ns, bool nanos);
 
-}  // namespace berth::cli
+// RFC3339 with 9 fraction digits in local time (docker's jsonmessage.RFC3339NanoFixed).
+std::string rfc3339_nano_local(int64_t ns);
+
+}  // namespace berth

@@ -1,0 +1,544 @@
+// /containers/…: the engine's container operations in docker's API shapes.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "api/server.hpp"
+#include "engine/engine.hpp"
+#include "engine/inspect.hpp"
+#include "engine/networks.hpp"
+#include "logs/json_file.hpp"
+#include "util/sqlite.hpp"
+
+namespace berth::api {
+
+using engine::Container;
+using nlohmann::json;
+
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string command_text(engine::Engine& eng, const Container& c) {
+  std::string out;
+  for (const auto& a : engine::container_args(eng, c)) {
+    std::string part = !out.empty() && a.find(' ') != std::string::npos ? "'" + a + "'" : a;
+    out += (out.empty() ? "" : " ") + part;
+  }
+  return out;
+}
+
+// One element of GET /containers/json (docker's ContainerSummary).
+json summary(engine::Engine& eng, const Container& c) {
+  json ports = json::array();
+  if (c.running())
+    for (const auto& p : eng.networks().ports(c.id))
+      ports.push_back(
+          {{"IP", p.host_ip}, {"PrivatePort", p.container_port}, {"PublicPort", p.host_port}, {"Type", p.proto}});
+  json networks = json::object();
+  std::string mode = c.config["HostConfig"].value("NetworkMode", "default");
+  if (c.running()) {
+    for (const auto& e : eng.networks().endpoints(c.id))
+      networks[e.network_name] = {
+          {"NetworkID", e.network_id}, {"EndpointID", e.network_id.substr(0, 32) + e.container_id.substr(0, 32)},
+          {"Gateway", e.gateway},      {"IPAddress", e.ip},
+          {"IPPrefixLen", e.prefix},   {"MacAddress", e.mac},
+          {"Aliases", nullptr},        {"IPv6Gateway", ""},
+          {"GlobalIPv6Address", ""},   {"GlobalIPv6PrefixLen", 0}};
+  }
+  json mounts = json::array();
+  for (const auto& m : c.mounts) mounts.push_back(m);
+  json labels = c.config["Config"].value("Labels", json::object());
+  if (!labels.is_object()) labels = json::object();
+  return {{"Id", c.id},
+          {"Names", json::array({"/" + c.name})},
+          {"Image", c.image_name},
+          {"ImageID", c.image_id},
+          {"Command", command_text(eng, c)},
+          {"Created", c.created_ns / 1000000000},
+          {"Ports", ports},
+          {"Labels", labels},
+          {"State", c.state},
+          {"Status", engine::status_text(c)},
+          {"HostConfig", {{"NetworkMode", mode}}},
+          {"NetworkSettings", {{"Networks", networks}}},
+          {"Mounts", mounts}};
+}
+
+bool prefix_any(const std::string& s, const std::vector<std::string>& values) {
+  for (const auto& v : values)
+    if (s.rfind(v, 0) == 0) return true;
+  return false;
+}
+
+bool label_match(const json& labels, const std::string& filter) {
+  size_t eq = filter.find('=');
+  std::string key = filter.substr(0, eq);
+  if (!labels.is_object() || !labels.contains(key)) return false;
+  if (eq == std::string::npos) return true;
+  return labels[key].is_string() && labels[key].get<std::string>() == filter.substr(eq + 1);
+}
+
+bool passes(const Container& c, const std::map<std::string, std::vector<std::string>>& filters) {
+  for (const auto& [key, values] : filters) {
+    if (values.empty()) continue;
+    bool ok = false;
+    if (key == "id") {
+      ok = prefix_any(c.id, values);
+    } else if (key == "name") {
+      for (const auto& v : values) ok = ok || c.name.find(v[0] == '/' ? v.substr(1) : v) != std::string::npos;
+    } else if (key == "status") {
+      for (const auto& v : values) ok = ok || v == c.state;
+    } else if (key == "label") {
+      ok = true;
+      for (const auto& v : values) ok = ok && label_match(c.config["Config"].value("Labels", json::object()), v);
+    } else if (key == "ancestor") {
+      for (const auto& v : values)
+        ok = ok || v == c.image_name || c.image_id.find(v) != std::string::npos || c.image_name.rfind(v + ":", 0) == 0;
+    } else if (key == "exited") {
+      for (const auto& v : values) ok = ok || (c.state == "exited" && v == std::to_string(c.exit_code));
+    } else if (key == "network") {
+      for (const auto& n : engine::container_networks(c.config, c.config["HostConfig"].value("NetworkMode", "")))
+        for (const auto& v : values) ok = ok || n == v;
+    } else if (key == "volume") {
+      for (const auto& m : c.mounts)
+        for (const auto& v : values) ok = ok || m.value("Name", "") == v || m.value("Destination", "") == v;
+    } else if (key == "health") {
+      std::string h = c.health.is_object() ? c.health.value("Status", "none") : "none";
+      for (const auto& v : values) ok = ok || v == h;
+    } else if (key == "is-task") {
+      ok = true;
+    } else {
+      throw HttpError(400, "invalid filter '" + key + "'");
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void list(Call& call) {
+  bool all = call.req.flag("all");
+  long long limit = call.req.number("limit", -1);
+  auto filters = call.req.filters();
+  auto& eng = call.engine();
+  auto containers = eng.list();
+  // Newest first, as docker lists them.
+  std::sort(containers.begin(), containers.end(),
+            [](const Container& a, const Container& b) { return a.created_ns > b.created_ns; });
+  json out = json::array();
+  for (const auto& c : containers) {
+    if (!all && limit <= 0 && !c.running() && !filters.count("status") && !filters.count("exited")) continue;
+    if (!passes(c, filters)) continue;
+    if (limit > 0 && static_cast<long long>(out.size()) >= limit) break;
+    out.push_back(summary(eng, c));
+  }
+  call.conn.json(200, out);
+}
+
+void create(Call& call) {
+  json body = call.req.json_body();
+  if (!body.is_object()) throw HttpError(400, "invalid JSON: the body must be an object");
+  if (call.req.has("name")) body["Name"] = call.req.q("name");
+  for (const char* key : {"Config", "HostConfig", "NetworkingConfig"})
+    if (body.contains(key) && !body[key].is_object() && !body[key].is_null())
+      throw HttpError(400, std::string("invalid JSON: ") + key + " must be an object");
+  // The top level of docker's body is the container's Config; the engine takes
+  // {"Name", "Config", "HostConfig", "NetworkingConfig"}.
+  json request = {{"Name", body.value("Name", "")}};
+  if (body.contains("HostConfig") && body["HostConfig"].is_object()) request["HostConfig"] = body["HostConfig"];
+  if (body.contains("NetworkingConfig") && body["NetworkingConfig"].is_object())
+    request["NetworkingConfig"] = body["NetworkingConfig"];
+  json config = body;
+  for (const char* key : {"Name", "HostConfig", "NetworkingConfig"}) config.erase(key);
+  if (!config.contains("Image") || !config["Image"].is_string() || config["Image"].get<std::string>().empty())
+    throw HttpError(400, "No image specified");
+  request["Config"] = config;
+  std::string id = call.engine().create(request);
+  call.conn.json(201, {{"Id", id}, {"Warnings", json::array()}});
+}
+
+void inspect(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  json j = engine::inspect_json(eng, c);
+  call.conn.json(200, j);
+}
+
+void start(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  if (c.running()) {
+    call.conn.no_content(304);
+    return;
+  }
+  engine::StartOptions opts;
+  opts.wait_attach = call.server.attach_expected(c.id);
+  eng.start(c.id, opts);
+  call.conn.no_content();
+}
+
+std::optional<int> timeout_param(const Call& call) {
+  if (!call.req.has("t")) return std::nullopt;
+  return static_cast<int>(call.req.number("t", 10));
+}
+
+void stop(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  if (!c.running()) {
+    call.conn.no_content(304);
+    return;
+  }
+  eng.stop(c.id, timeout_param(call));
+  call.conn.no_content();
+}
+
+void restart(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  if (c.running()) eng.stop(c.id, timeout_param(call));
+  eng.start(c.id);
+  call.conn.no_content();
+}
+
+void kill(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  int sig = SIGKILL;
+  if (call.req.has("signal") && !call.req.q("signal").empty()) {
+    try {
+      sig = engine::parse_signal_name(call.req.q("signal"));
+    } catch (const std::exception& e) {
+      throw HttpError(400, e.what());
+    }
+  }
+  if (!c.running()) throw HttpError(409, "Container " + c.id + " is not running");
+  eng.kill(c.id, sig);
+  call.conn.no_content();
+}
+
+void remove(Call& call) {
+  call.engine().remove(call.params[0], call.req.flag("force"), call.req.flag("v"));
+  call.conn.no_content();
+}
+
+void rename(Call& call) {
+  std::string name = call.req.q("name");
+  if (name.empty()) throw HttpError(400, "name cannot be empty");
+  call.engine().rename(call.params[0], name);
+  call.conn.no_content();
+}
+
+void pause(Call& call) {
+  call.engine().pause(call.params[0]);
+  call.conn.no_content();
+}
+
+void unpause(Call& call) {
+  call.engine().unpause(call.params[0]);
+  call.conn.no_content();
+}
+
+void resize(Call& call) {
+  int h = static_cast<int>(call.req.number("h", 0));
+  int w = static_cast<int>(call.req.number("w", 0));
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  if (!c.running()) throw HttpError(409, "Container " + c.id + " is not running");
+  if (h > 0 && w > 0) eng.resize(c.id, h, w);
+  call.conn.respond(200, "text/plain; charset=utf-8", "");
+}
+
+// The exit code of a container removed meanwhile: its last "die" event.
+int removed_exit_code(Call& call, const std::string& id) {
+  sql::Stmt s(call.engine().db(),
+              "SELECT attributes FROM events WHERE actor_id=? AND action='die' ORDER BY seq DESC LIMIT 1");
+  s.bind(1, id);
+  if (!s.step()) return 0;
+  json a = json::parse(s.text(0), nullptr, false);
+  try {
+    return std::stoi(a.value("exitCode", "0"));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+// POST /containers/{id}/wait?condition=not-running|next-exit|removed. The headers go out at once
+// (docker's client waits for them before it starts the container), the result when it is known.
+void wait(Call& call) {
+  std::string condition = call.req.q("condition", "not-running");
+  if (condition.empty()) condition = "not-running";
+  if (condition != "not-running" && condition != "next-exit" && condition != "removed")
+    throw HttpError(400, "invalid condition: \"" + condition + "\"");
+  Container c = call.engine().get(call.params[0]);
+  std::string id = c.id;
+  std::string first_finish = c.finished_at;
+  int first_restarts = c.restart_count;
+  bool seen_running = c.running();
+  call.conn.begin_chunked(200, "application/json");
+  call.release();
+  int code = 0;
+  std::string error;
+  auto delay = std::chrono::milliseconds(2);
+  for (;;) {
+    std::optional<Container> now;
+    try {
+      now = call.engine().get(id);
+    } catch (const engine::NotFound&) {
+      code = removed_exit_code(call, id);
+      break;
+    }
+    call.release();
+    if (now->running()) seen_running = true;
+    bool exited_since = now->finished_at != first_finish || now->restart_count != first_restarts;
+    if (!now->running()) {
+      if (condition == "not-running") {
+        code = now->exit_code;
+        break;
+      }
+      if (condition == "next-exit" && (seen_running || exited_since) && now->state != "created") {
+        code = now->exit_code;
+        break;
+      }
+      if (condition == "removed" && (now->state == "exited" || now->state == "dead") && !now->config.is_null()) {
+        // Wait for the removal (--rm); docker answers with the exit code.
+        code = now->exit_code;
+      }
+    }
+    // The client hung up: stop waiting.
+    pollfd p{call.conn.fd(), 0, 0};
+    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) return;
+    std::this_thread::sleep_for(delay);
+    if (delay < std::chrono::milliseconds(100)) delay *= 2;
+  }
+  json body = {{"StatusCode", code}};
+  body["Error"] = error.empty() ? json(nullptr) : json{{"Message", error}};
+  call.conn.chunk(body.dump() + "\n");
+  call.conn.end_chunked();
+}
+
+// docker's stdcopy frame: {stream, 0, 0, 0, big-endian length} + payload.
+std::string frame(uint8_t stream, std::string_view payload) {
+  std::string out(8, '\0');
+  out[0] = static_cast<char>(stream);
+  uint32_t n = static_cast<uint32_t>(payload.size());
+  out[4] = static_cast<char>(n >> 24);
+  out[5] = static_cast<char>(n >> 16);
+  out[6] = static_cast<char>(n >> 8);
+  out[7] = static_cast<char>(n);
+  out.append(payload);
+  return out;
+}
+
+void logs(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  logs::ReadOptions opts;
+  opts.stdout_stream = call.req.flag("stdout");
+  opts.stderr_stream = call.req.flag("stderr");
+  if (!opts.stdout_stream && !opts.stderr_stream)
+    throw HttpError(400, "Bad parameters: you must choose at least one stream");
+  opts.follow = call.req.flag("follow");
+  int64_t now = now_ns();
+  try {
+    if (!call.req.q("since").empty() && call.req.q("since") != "0")
+      opts.since_ns = logs::parse_time_arg(call.req.q("since"), now);
+    if (!call.req.q("until").empty() && call.req.q("until") != "0")
+      opts.until_ns = logs::parse_time_arg(call.req.q("until"), now);
+  } catch (const std::exception& e) {
+    throw HttpError(400, e.what());
+  }
+  std::string tail = call.req.q("tail", "all");
+  if (!tail.empty() && tail != "all") opts.tail = call.req.number("tail", -1);
+  bool timestamps = call.req.flag("timestamps");
+  bool tty = c.config["Config"].value("Tty", false);
+  std::string path = eng.log_path(c.id);
+  std::string id = c.id;
+  call.conn.begin_chunked(200, tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream");
+  call.release();
+  bool gone = false;
+  auto last_check = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  bool stopped_cached = false;
+  logs::read(
+      path, opts,
+      [&](const logs::Entry& e) {
+        if (gone) return;
+        std::string text = timestamps ? e.time + " " + e.log : e.log;
+        std::string out = tty ? text : frame(e.stream == "stderr" ? 2 : 1, text);
+        if (!call.conn.chunk(out)) gone = true;
+      },
+      [&]() {
+        if (gone) return true;
+        pollfd p{call.conn.fd(), 0, 0};
+        if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) return gone = true;
+        auto t = std::chrono::steady_clock::now();
+        if (t - last_check >= std::chrono::milliseconds(100)) {
+          last_check = t;
+          try {
+            stopped_cached = !call.engine().get(id).running();
+          } catch (const std::exception&) {
+            stopped_cached = true;
+          }
+          call.release();
+        }
+        return stopped_cached;
+      });
+  if (!gone) call.conn.end_chunked();
+}
+
+// POST /containers/{id}/attach: the connection becomes the container's stdio.
+void attach(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  if (!call.req.flag("stream") && !call.req.flag("logs"))
+    throw HttpError(400, "Bad parameters: you must choose at least one stream");
+  bool tty = c.config["Config"].value("Tty", false);
+  bool want_stdin = call.req.flag("stdin"), want_stdout = call.req.flag("stdout"),
+       want_stderr = call.req.flag("stderr");
+  if (c.state == "exited" || c.state == "dead") {
+    // docker: attaching to a stopped container streams nothing and ends.
+    call.conn.hijack(call.req, tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream");
+    return;
+  }
+  bool before_start = c.state == "created";
+  std::string id = c.id;
+  call.release();
+  if (before_start) call.server.expect_attach(id, 1);
+  struct Unexpect {
+    Server& s;
+    std::string id;
+    bool on;
+    ~Unexpect() {
+      if (on) s.expect_attach(id, -1);
+    }
+  } unexpect{call.server, id, before_start};
+  call.conn.hijack(call.req, tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream");
+  if (!call.req.flag("stream")) return;
+  if (before_start) {
+    // Until the container starts there is no shim to connect to.
+    for (;;) {
+      Container now = call.engine().get(id);
+      call.release();
+      if (now.state != "created") break;
+      pollfd p{call.conn.fd(), 0, 0};
+      if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  engine::AttachIo io;
+  io.stdin_fd = want_stdin ? call.conn.fd() : -1;
+  io.stdout_fd = want_stdout || want_stderr ? call.conn.fd() : -1;
+  io.stderr_fd = want_stderr ? call.conn.fd() : -1;
+  io.tty = tty;
+  io.multiplex = !tty;
+  io.hangup_fd = call.conn.fd();
+  try {
+    call.engine().attach(id, io);
+  } catch (const engine::StatusError&) {
+    // The container failed to start: the client learns it from wait and start.
+  }
+  call.release();
+  // Everything sent: tell the client there is no more (it may still be writing stdin).
+  ::shutdown(call.conn.fd(), SHUT_WR);
+}
+
+void top(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  if (!c.running()) throw HttpError(409, "Container " + c.id + " is not running");
+  // The container's processes: those in its init's PID namespace, as `ps -ef` columns.
+  json titles = {"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"};
+  json procs = json::array();
+  std::string ns = "/proc/" + std::to_string(c.pid) + "/ns/pid";
+  char want[64] = {};
+  ssize_t wn = ::readlink(ns.c_str(), want, sizeof want - 1);
+  if (wn <= 0) throw HttpError(409, "Container " + c.id + " is not running");
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string pid = entry.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    char got[64] = {};
+    if (::readlink(("/proc/" + pid + "/ns/pid").c_str(), got, sizeof got - 1) <= 0) continue;
+    if (std::string(got) != want) continue;
+    std::string cmd;
+    if (FILE* f = std::fopen(("/proc/" + pid + "/cmdline").c_str(), "r")) {
+      char buf[4096];
+      size_t n = std::fread(buf, 1, sizeof buf, f);
+      std::fclose(f);
+      for (size_t i = 0; i < n; i++) cmd.push_back(buf[i] == '\0' ? ' ' : buf[i]);
+      while (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
+    }
+    std::string ppid = "0", uid = "0";
+    if (FILE* f = std::fopen(("/proc/" + pid + "/status").c_str(), "r")) {
+      char line[256];
+      while (std::fgets(line, sizeof line, f)) {
+        std::string l = line;
+        if (l.rfind("PPid:", 0) == 0) ppid = std::to_string(std::atoi(l.c_str() + 5));
+        if (l.rfind("Uid:", 0) == 0) uid = std::to_string(std::atoi(l.c_str() + 4));
+      }
+      std::fclose(f);
+    }
+    procs.push_back({uid, pid, ppid, "0", "", "?", "00:00:00", cmd});
+  }
+  call.conn.json(200, {{"Titles", titles}, {"Processes", procs}});
+}
+
+void prune(Call& call) {
+  auto filters = call.req.filters();
+  auto& eng = call.engine();
+  json deleted = json::array();
+  for (const auto& c : eng.list()) {
+    if (c.running() || c.state == "creating" || c.state == "removing") continue;
+    bool ok = true;
+    for (const auto& [key, values] : filters) {
+      if (key == "label") {
+        for (const auto& v : values) ok = ok && label_match(c.config["Config"].value("Labels", json::object()), v);
+      } else if (key == "label!") {
+        for (const auto& v : values) ok = ok && !label_match(c.config["Config"].value("Labels", json::object()), v);
+      } else if (key == "until") {
+        int64_t until = 0;
+        try {
+          until = logs::parse_time_arg(values.empty() ? "" : values[0], now_ns());
+        } catch (const std::exception& e) {
+          throw HttpError(400, e.what());
+        }
+        ok = ok && c.created_ns < until;
+      } else {
+        throw HttpError(400, "invalid filter '" + key + "'");
+      }
+    }
+    if (!ok) continue;
+    try {
+      eng.remove(c.id, false, false);
+      deleted.push_back(c.id);
+    } catch (const std::exception&) {
+    }
+  }
+  call.conn.json(200, {{"ContainersDeleted", deleted.empty() ? json(nullptr) : deleted}, {"SpaceReclaimed", 0}});
+}
+
+}  // namespace
+
+std::vector<Route> container_routes() {
+  return {
+      {"GET", "/containers/json", list},           {"POST", "/containers/create", create},
+      {"POST", "/containers/prune", prune},        {"GET", "/containers/{}/json", inspect},
+      {"POST", "/containers/{}/start", start},     {"POST", "/containers/{}/stop", stop},
+      {"POST", "/containers/{}/restart", restart}, {"POST", "/containers/{}/kill", kill},
+      {"POST", "/containers/{}/wait", wait},       {"DELETE", "/containers/{}", remove},
+      {"POST", "/containers/{}/rename", rename},   {"POST", "/containers/{}/pause", pause},
+      {"POST", "/containers/{}/unpause", unpause}, {"POST", "/containers/{}/resize", resize},
+      {"GET", "/containers/{}/logs", logs},        {"POST", "/containers/{}/attach", attach},
+      {"GET", "/containers/{}/top", top},
+  };
+}
+
+}  // namespace berth::api
