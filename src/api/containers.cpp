@@ -326,19 +326,6 @@ void wait(Call& call) {
   call.conn.end_chunked();
 }
 
-// docker's stdcopy frame: {stream, 0, 0, 0, big-endian length} + payload.
-std::string frame(uint8_t stream, std::string_view payload) {
-  std::string out(8, '\0');
-  out[0] = static_cast<char>(stream);
-  uint32_t n = static_cast<uint32_t>(payload.size());
-  out[4] = static_cast<char>(n >> 24);
-  out[5] = static_cast<char>(n >> 16);
-  out[6] = static_cast<char>(n >> 8);
-  out[7] = static_cast<char>(n);
-  out.append(payload);
-  return out;
-}
-
 void logs(Call& call) {
   auto& eng = call.engine();
   Container c = eng.get(call.params[0]);

@@ -66,6 +66,23 @@ void update(Server& server, const std::string& id, const std::function<void(Exec
   if (it != server.execs.end()) f(it->second);
 }
 
+}  // namespace
+
+// docker's stdcopy frame: {stream, 0, 0, 0, big-endian length} + payload.
+std::string frame(uint8_t stream, std::string_view payload) {
+  std::string out(8, '\0');
+  out[0] = static_cast<char>(stream);
+  uint32_t len = static_cast<uint32_t>(payload.size());
+  out[4] = static_cast<char>(len >> 24);
+  out[5] = static_cast<char>(len >> 16);
+  out[6] = static_cast<char>(len >> 8);
+  out[7] = static_cast<char>(len);
+  out.append(payload);
+  return out;
+}
+
+namespace {
+
 // Frames what arrives on fd as docker's stream `type` onto the client's socket.
 void pump(int fd, int sock, uint8_t type, std::mutex& write_mutex) {
   char buf[32768];
@@ -73,14 +90,7 @@ void pump(int fd, int sock, uint8_t type, std::mutex& write_mutex) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;
-    std::string out(8, '\0');
-    out[0] = static_cast<char>(type);
-    uint32_t len = static_cast<uint32_t>(n);
-    out[4] = static_cast<char>(len >> 24);
-    out[5] = static_cast<char>(len >> 16);
-    out[6] = static_cast<char>(len >> 8);
-    out[7] = static_cast<char>(len);
-    out.append(buf, static_cast<size_t>(n));
+    std::string out = frame(type, std::string_view(buf, static_cast<size_t>(n)));
     std::lock_guard lock(write_mutex);
     std::string_view rest = out;
     while (!rest.empty()) {
@@ -135,6 +145,17 @@ void start(Call& call) {
   call.conn.hijack(call.req,
                    req.tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream");
   int sock = call.conn.fd();
+  // A process that cannot be started: docker says why on the stream, and inspect has 126/127.
+  auto run = [&](engine::ExecRequest& r) {
+    try {
+      return engine::exec_in(eng, c, r);
+    } catch (const engine::StatusError& err) {
+      std::string text = std::string(err.what()) + "\r\n";
+      std::string out = req.tty ? text : frame(2, text);
+      [[maybe_unused]] ssize_t n = ::send(sock, out.data(), out.size(), MSG_NOSIGNAL);
+      return err.status();
+    }
+  };
   if (req.tty) {
     req.in_fd = req.interactive ? sock : -1;
     req.out_fd = sock;
@@ -144,7 +165,7 @@ void start(Call& call) {
     req.on_terminal = [&server, id](int master) {
       update(server, id, [&](ExecInstance& x) { x.terminal_fd = master; });
     };
-    done.code = engine::exec_in(eng, c, req);
+    done.code = run(req);
   } else {
     int out[2], err[2];
     if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw_errno("pipe2");
@@ -157,7 +178,7 @@ void start(Call& call) {
     std::thread t1([&] { pump(out_r.get(), want_out ? sock : -1, 1, write_mutex); });
     std::thread t2([&] { pump(err_r.get(), want_err ? sock : -1, 2, write_mutex); });
     try {
-      done.code = engine::exec_in(eng, c, req);
+      done.code = run(req);
     } catch (...) {
       out_w.reset();
       err_w.reset();

@@ -177,6 +177,21 @@ void dispatch(Server& server, Connection& conn, const Request& req) {
   throw HttpError(404, "page not found");
 }
 
+// After refusing a request: stop writing, read (and drop) what the client is still sending for
+// a moment, so closing does not reset the connection before it reads the answer.
+void drain_and_close(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  char buf[65536];
+  size_t total = 0;
+  while (total < (size_t{8} << 20)) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 500) <= 0) break;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    total += static_cast<size_t>(n);
+  }
+}
+
 void serve_connection(Server& server, int fd) {
   UniqueFd owned(fd);
   Connection conn(fd, Limits{});
@@ -190,6 +205,7 @@ void serve_connection(Server& server, int fd) {
         conn.error(e.status(), e.what());
       } catch (const std::exception&) {
       }
+      drain_and_close(fd);
       return;
     } catch (const std::exception&) {
       return;

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -99,6 +101,9 @@ std::vector<Route> exec_routes();
 std::vector<Route> image_routes();
 std::vector<Route> volume_routes();
 std::vector<Route> network_routes();
+
+// docker's stdcopy frame (multiplexed stdout = 1 / stderr = 2): an 8-byte header, then payload.
+std::string frame(uint8_t stream, std::string_view payload);
 
 // Maps an engine error to docker's status: 404 no such …, 409 conflicts, 400 bad input, else 500.
 int status_for(const std::exception& e);

@@ -13,6 +13,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -181,7 +182,10 @@ int exec_in(Engine& engine, const Container& c, const ExecRequest& req) {
                                   read_file_if_exists(rootfs + "/etc/group").value_or(""));
     process["user"] = {{"uid", u.uid}, {"gid", u.gid}, {"additionalGids", u.additional_gids}};
   }
-  std::string process_path = engine.state_dir(c.id) + "/exec-" + std::to_string(::getpid()) + ".json";
+  // Unique per exec, also among the API server's concurrent ones (same pid).
+  static std::atomic<unsigned> exec_counter{0};
+  std::string exec_tag = std::to_string(::getpid()) + "-" + std::to_string(exec_counter++);
+  std::string process_path = engine.state_dir(c.id) + "/exec-" + exec_tag + ".json";
   write_file_atomic(process_path, process.dump(), 0600);
   struct Unlink {
     std::string p;
@@ -194,7 +198,7 @@ int exec_in(Engine& engine, const Container& c, const ExecRequest& req) {
   std::string console_path;
   UniqueFd listener;
   if (req.tty) {
-    console_path = engine.state_dir(c.id) + "/exec-" + std::to_string(::getpid()) + ".sock";
+    console_path = engine.state_dir(c.id) + "/exec-" + exec_tag + ".sock";
     listener = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -228,7 +232,10 @@ int exec_in(Engine& engine, const Container& c, const ExecRequest& req) {
   }
   int status = 0;
   if (req.tty) {
-    ::unlink(console_path.c_str());  // after accept below; harmless if the runtime already connected
+    struct UnlinkSocket {
+      std::string p;
+      ~UnlinkSocket() { ::unlink(p.c_str()); }
+    } unlink_socket{console_path};
     pollfd p{listener.get(), POLLIN, 0};
     for (;;) {
       int r = ::poll(&p, 1, 100);

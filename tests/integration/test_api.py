@@ -1,0 +1,401 @@
+"""`berth serve` driven by the real docker CLI and by raw HTTP: the API is what clients see."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from apitest import api, engine, busybox_tar  # noqa: F401 (fixtures)
+
+
+# --- system ---------------------------------------------------------------------------------
+
+def test_ping_and_version_negotiation(api):
+    status, headers, body = api.request("GET", "/_ping")
+    assert status == 200 and body == b"OK"
+    assert headers["api-version"] == "1.41"
+    status, headers, body = api.request("HEAD", "/_ping")
+    assert status == 200 and body == b""
+    v = api.json("GET", "/v1.41/version")
+    assert v["ApiVersion"] == "1.41" and v["MinAPIVersion"] == "1.24"
+    assert api.json("GET", "/version")["ApiVersion"] == "1.41"
+    status, _, body = api.request("GET", "/v1.99/version")
+    assert status == 400 and b"too new" in body
+    status, _, body = api.request("GET", "/v1.12/version")
+    assert status == 400 and b"too old" in body
+    out = api.docker_ok("version", "--format", "{{.Server.APIVersion}}")
+    assert out.strip() == "1.41"
+
+
+def test_unknown_path_and_method(api):
+    status, _, body = api.request("GET", "/nothing/here")
+    assert status == 404 and json.loads(body)["message"]
+    status, _, body = api.request("PUT", "/containers/json")
+    assert status == 405 and json.loads(body)["message"]
+    status, _, body = api.request("POST", "/build")
+    assert status == 501 and "build" in json.loads(body)["message"]
+
+
+def test_info_counts_containers(api):
+    api.docker_ok("create", "--name", "c1", "busybox", "true")
+    info = api.json("GET", "/info")
+    assert info["Containers"] == 1 and info["ContainersStopped"] == 1
+    assert info["Images"] == 1
+    assert api.docker_ok("info", "--format", "{{.Containers}}").strip() == "1"
+
+
+# --- containers -----------------------------------------------------------------------------
+
+def test_run_rm_streams_and_exit_codes(api):
+    r = api.docker("run", "--rm", "busybox", "echo", "hello from the api")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello from the api\n"
+    r = api.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == "out\n"
+    assert r.stderr == "err\n"
+    # --rm: nothing left.
+    assert api.docker_ok("ps", "-aq") == ""
+    assert api.engine.ok("ps", "-aq") == ""
+
+
+def test_run_stdin_pipe(api):
+    r = api.docker("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo done", input="piped text\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "PIPED TEXT\ndone\n"
+
+
+def test_detached_lifecycle_shared_with_cli(api):
+    cid = api.docker_ok("run", "-d", "--name", "web", "-e", "GREETING=hi", "-w", "/tmp", "-u", "1000",
+                        "busybox", "sh", "-c", "echo $GREETING from $(pwd) as $(id -u); sleep 1000").strip()
+    assert len(cid) == 64
+    api.engine.wait_log("web", "hi from /tmp as 1000")
+    # The API and the CLI see the same engine.
+    assert api.engine.ok("ps", "-q", "--no-trunc").split() == [cid]
+    out = api.docker_ok("ps", "--format", "{{.ID}} {{.Names}} {{.Image}} {{.State}}")
+    assert out == f"{cid[:12]} web busybox running\n"
+    assert api.docker_ok("logs", "web") == "hi from /tmp as 1000\n"
+    assert api.docker_ok("inspect", "-f", "{{.State.Running}} {{.Config.WorkingDir}} {{.Config.User}}", "web") == \
+        "true /tmp 1000\n"
+    api.docker_ok("stop", "-t", "1", "web")
+    assert api.docker_ok("inspect", "-f", "{{.State.Status}}", "web") == "exited\n"
+    assert api.engine.inspect("web")["State"]["Status"] == "exited"
+    api.docker_ok("start", "web")
+    assert api.docker_ok("inspect", "-f", "{{.State.Status}}", "web") == "running\n"
+    api.docker_ok("restart", "-t", "1", "web")
+    assert api.docker_ok("inspect", "-f", "{{.State.Status}}", "web") == "running\n"
+    api.docker_ok("kill", "web")
+    assert api.docker_ok("wait", "web") == "137\n"
+    api.docker_ok("rename", "web", "web2")
+    api.docker_ok("rm", "web2")
+    assert api.docker_ok("ps", "-aq") == ""
+
+
+def test_logs_follow_ends_with_container(api):
+    api.docker_ok("run", "-d", "--name", "counter", "busybox", "sh", "-c",
+                  "for i in 1 2 3; do echo line$i; sleep 0.2; done")
+    r = api.docker("logs", "-f", "counter", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "line1\nline2\nline3\n"
+    r = api.docker("logs", "--tail", "1", "counter")
+    assert r.stdout == "line3\n"
+    r = api.docker("logs", "-t", "counter")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].endswith(" line1") and lines[0][:4].isdigit()
+
+
+def test_exec(api):
+    api.docker_ok("run", "-d", "--name", "box", "busybox", "sleep", "1000")
+    r = api.docker("exec", "box", "sh", "-c", "echo in-exec; echo oops >&2; exit 5")
+    assert r.returncode == 5
+    assert r.stdout == "in-exec\n" and r.stderr == "oops\n"
+    r = api.docker("exec", "-i", "box", "cat", input="stdin to exec\n")
+    assert r.returncode == 0 and r.stdout == "stdin to exec\n"
+    r = api.docker("exec", "-e", "X=1", "-w", "/etc", "-u", "1000", "box", "sh", "-c", "echo $X $(pwd) $(id -u)")
+    assert r.stdout == "1 /etc 1000\n"
+    api.docker_ok("exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d")
+    deadline = time.monotonic() + 10
+    while api.docker("exec", "box", "cat", "/tmp/d").stdout != "detached\n":
+        assert time.monotonic() < deadline, "the detached exec did not run"
+        time.sleep(0.05)
+    r = api.docker("exec", "box", "/no/such/binary")
+    assert r.returncode in (126, 127)
+
+
+def _pty_session(api, args, steps, timeout=30):
+    """Runs the docker CLI on a pty; steps: [(text to type or None, text to wait for)].
+    Returns (everything read, exit status)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(api.engine.prefix()[0] if api.engine.prefix() else "docker",
+                   [*api.engine.prefix(), "docker", *args], api.env)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        for typed, expect in steps:
+            if typed is not None:
+                os.write(fd, typed.encode())
+            while expect.encode() not in out:
+                assert time.monotonic() < deadline, f"waiting for {expect!r}; got {out!r}"
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    try:
+                        chunk = os.read(fd, 4096)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    out += chunk
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif time.monotonic() > deadline:
+                break
+            else:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    pid = 0
+                    break
+    finally:
+        status = 0
+        if pid:
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return out.decode(errors="replace"), status
+
+
+def test_run_it_through_a_pty(api):
+    out, status = _pty_session(api, ["run", "-it", "--rm", "busybox", "sh"], [
+        ("echo typed-$((6*7))\r", "typed-42"),
+        ("tty\r", "/dev/pts/"),
+        ("exit 4\r", "exit 4"),
+    ])
+    assert "typed-42" in out
+    assert os.waitstatus_to_exitcode(status) == 4
+
+
+def test_exec_it_through_a_pty(api):
+    api.docker_ok("run", "-d", "--name", "box", "busybox", "sleep", "1000")
+    out, status = _pty_session(api, ["exec", "-it", "box", "sh"], [
+        ("echo exec-$((20+3))\r", "exec-23"),
+        ("exit\r", "exit"),
+    ])
+    assert "exec-23" in out
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- data -----------------------------------------------------------------------------------
+
+def test_volumes_binds_and_tmpfs(api, tmp_path):
+    api.docker_ok("volume", "create", "--label", "team=a", "shared")
+    assert api.docker_ok("volume", "ls", "--format", "{{.Name}}") == "shared\n"
+    assert api.docker_ok("volume", "ls", "-q", "--filter", "label=team=a") == "shared\n"
+    info = json.loads(api.docker_ok("volume", "inspect", "shared"))[0]
+    assert info["Name"] == "shared" and info["Labels"] == {"team": "a"} and info["Driver"] == "local"
+    # Written by one container, read by another.
+    api.docker_ok("run", "--rm", "-v", "shared:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+    assert api.docker_ok("run", "--rm", "--mount", "type=volume,src=shared,dst=/v", "busybox", "cat", "/v/f") == "kept\n"
+    # Bind mounts: read-write and read-only.
+    host = tmp_path / "hostdir"
+    host.mkdir()
+    (host / "in.txt").write_text("from host\n")
+    r = api.docker("run", "--rm", "-v", f"{host}:/h", "busybox", "sh", "-c", "cat /h/in.txt; echo back > /h/out.txt")
+    assert r.returncode == 0 and r.stdout == "from host\n"
+    assert (host / "out.txt").read_text() == "back\n"
+    r = api.docker("run", "--rm", "-v", f"{host}:/h:ro", "busybox", "sh", "-c", "echo x > /h/ro.txt")
+    assert r.returncode != 0 and not (host / "ro.txt").exists()
+    r = api.docker("run", "--rm", "--mount", f"type=bind,src={host},dst=/b,readonly", "busybox", "cat", "/b/in.txt")
+    assert r.stdout == "from host\n"
+    # tmpfs, both spellings.
+    r = api.docker("run", "--rm", "--tmpfs", "/scratch", "--mount", "type=tmpfs,dst=/t2", "busybox", "sh", "-c",
+                   "grep -E ' /(scratch|t2) ' /proc/mounts | cut -d' ' -f3 | sort | uniq")
+    assert r.stdout == "tmpfs\n"
+    # --volumes-from.
+    api.docker_ok("create", "--name", "holder", "-v", "shared:/data", "busybox")
+    assert api.docker_ok("run", "--rm", "--volumes-from", "holder", "busybox", "cat", "/data/f") == "kept\n"
+    # In use: refused, data intact.
+    r = api.docker("volume", "rm", "shared")
+    assert r.returncode != 0 and "in use" in r.stderr
+    api.docker_ok("rm", "holder")
+    assert api.docker_ok("volume", "rm", "shared") == "shared\n"
+    assert api.docker_ok("volume", "ls", "-q") == ""
+
+
+def test_volume_prune_keeps_named_volumes(api):
+    api.docker_ok("volume", "create", "named")
+    api.docker_ok("run", "--name", "anon", "-v", "/anon", "busybox", "true")
+    api.docker_ok("rm", "anon")
+    before = set(api.docker_ok("volume", "ls", "-q").split())
+    assert "named" in before and len(before) == 2
+    api.docker_ok("volume", "prune", "-f")
+    assert api.docker_ok("volume", "ls", "-q").split() == ["named"]
+
+
+# --- networks -------------------------------------------------------------------------------
+
+def test_networks_dns_and_ports(api):
+    api.docker_ok("network", "create", "--subnet", "10.77.0.0/24", "appnet")
+    nets = api.docker_ok("network", "ls", "--format", "{{.Name}} {{.Driver}}").splitlines()
+    assert "appnet bridge" in nets
+    insp = json.loads(api.docker_ok("network", "inspect", "appnet"))[0]
+    assert insp["IPAM"]["Config"][0]["Subnet"] == "10.77.0.0/24"
+    api.docker_ok("run", "-d", "--name", "backend", "--network", "appnet", "--network-alias", "db",
+                  "-p", "127.0.0.1::8080", "busybox", "sh", "-c",
+                  "mkdir /www; echo backend-ok > /www/index.html; exec httpd -f -p 8080 -h /www")
+    # By name and by alias, from another container on the network.
+    for host in ("backend", "db"):
+        r = api.docker("run", "--rm", "--network", "appnet", "busybox", "timeout", "5", "wget", "-qO-",
+                       f"http://{host}:8080/")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "backend-ok\n"
+    # Published port, from the test's host namespace.
+    port = api.docker_ok("port", "backend", "8080/tcp").strip()
+    assert port.startswith("127.0.0.1:")
+    r = api.engine.host("python3", "-c",
+                        f"import urllib.request;print(urllib.request.urlopen('http://{port}/', timeout=5).read().decode(), end='')")
+    assert r.stdout == "backend-ok\n", r.stderr
+    # connect / disconnect.
+    api.docker_ok("network", "create", "side")
+    api.docker_ok("run", "-d", "--name", "other", "--network", "side", "busybox", "sleep", "1000")
+    api.docker_ok("network", "connect", "--alias", "o2", "appnet", "other")
+    r = api.docker("exec", "other", "timeout", "5", "wget", "-qO-", "http://backend:8080/")
+    assert r.stdout == "backend-ok\n"
+    ips = api.docker_ok("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", "other")
+    assert "appnet" in ips.split()
+    api.docker_ok("network", "disconnect", "appnet", "other")
+    r = api.docker("exec", "other", "timeout", "3", "wget", "-qO-", "http://backend:8080/")
+    assert r.returncode != 0
+    # In use: refused.
+    r = api.docker("network", "rm", "appnet")
+    assert r.returncode != 0
+    api.docker_ok("rm", "-f", "backend", "other")
+    api.docker_ok("network", "rm", "appnet", "side")
+    assert "appnet" not in api.docker_ok("network", "ls", "--format", "{{.Name}}").split()
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+def test_errors_have_dockers_status_and_words(api):
+    status, _, body = api.request("GET", "/containers/nope/json")
+    assert status == 404 and json.loads(body)["message"] == "No such container: nope"
+    r = api.docker("inspect", "--type", "container", "nope")
+    assert r.returncode == 1 and "No such container: nope" in r.stderr
+    status, _, body = api.request("POST", "/containers/create", b"{not json", {"Content-Type": "application/json"})
+    assert status == 400
+    status, _, body = api.request("POST", "/containers/create", {"Image": "no-such-image:1"})
+    assert status == 404 and "No such image" in json.loads(body)["message"]
+    # Unknown fields are ignored, as docker does.
+    status, _, body = api.request("POST", "/containers/create?name=extra",
+                                  {"Image": "busybox", "Cmd": ["true"], "SomethingNew": {"x": 1},
+                                   "HostConfig": {"AlsoNew": True}})
+    assert status == 201, body
+    status, _, body = api.request("POST", "/containers/create?name=extra", {"Image": "busybox"})
+    assert status == 409 and "already in use" in json.loads(body)["message"]
+    api.docker_ok("run", "-d", "--name", "busy", "busybox", "sleep", "1000")
+    r = api.docker("rm", "busy")
+    assert r.returncode != 0 and "cannot remove" in r.stderr.lower() or "running" in r.stderr.lower()
+    status, _, _ = api.request("DELETE", "/containers/busy")
+    assert status == 409
+    status, _, _ = api.request("POST", "/containers/busy/kill?signal=NOPE")
+    assert status == 400
+    # A bad bind leaves nothing behind.
+    before = api.engine.snapshot()
+    r = api.docker("run", "--rm", "--mount", "type=bind,src=/definitely/not/here,dst=/x", "busybox", "true")
+    assert r.returncode == 125
+    after = api.engine.snapshot()
+    assert before == after
+
+
+def test_hostile_requests_keep_the_server_serving(api):
+    api.docker_ok("ps")  # the stores' database files are open from the first request on
+    before = api.fd_count()
+    # Malformed request lines, a huge header, an oversized body, a bad chunked body.
+    assert b" 400 " in api.raw(b"NOT A REQUEST\r\n\r\n")[:20]
+    assert api.raw(b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n")[:12] in (
+        b"HTTP/1.1 431", b"HTTP/1.1 400")
+    resp = api.raw(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n{")
+    assert resp.startswith(b"HTTP/1.1 413")
+    resp = api.raw(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert resp.startswith(b"HTTP/1.1 400")
+    assert api.raw(b"GET /containers/%zz/json HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
+    # Clients that vanish mid-request and mid-stream.
+    for _ in range(20):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(api.sock))
+        s.sendall(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Ima")
+        s.close()
+    api.docker_ok("run", "-d", "--name", "talker", "busybox", "sh", "-c", "while true; do echo x; sleep 0.1; done")
+    for _ in range(10):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(api.sock))
+        s.sendall(b"GET /containers/talker/logs?stdout=1&follow=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(100)
+        s.close()
+    # Many connections at once.
+    socks = []
+    for _ in range(300):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(api.sock))
+        socks.append(s)
+    for s in socks:
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answered = 0
+    for s in socks:
+        s.settimeout(30)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        answered += data.startswith(b"HTTP/1.1 200") and data.endswith(b"OK")
+        s.close()
+    assert answered == 300
+    api.docker_ok("rm", "-f", "talker")
+    # Still serving, and no fds left behind once the connections are gone.
+    assert api.json("GET", "/version")["ApiVersion"] == "1.41"
+    deadline = time.monotonic() + 10
+    while api.fd_count() > before:
+        assert time.monotonic() < deadline, f"fds: {before} before, {api.fd_count()} after"
+        time.sleep(0.1)
+
+
+def test_restarting_the_server_leaves_containers_running(api):
+    api.docker_ok("run", "-d", "--name", "survivor", "busybox", "sleep", "1000")
+    pid = api.engine.inspect("survivor")["State"]["Pid"]
+    api.stop()
+    api.start()
+    assert api.docker_ok("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "survivor") == f"running {pid}\n"
+    r = api.docker("exec", "survivor", "echo", "still here")
+    assert r.stdout == "still here\n"
+
+
+def test_wait_conditions(api):
+    api.docker_ok("run", "-d", "--name", "waited", "busybox", "sh", "-c", "sleep 1; exit 9")
+    result = {}
+
+    def waiter():
+        result["r"] = api.docker("wait", "waited", timeout=60)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    t.join(60)
+    assert result["r"].stdout == "9\n"
+    status, _, body = api.request("POST", "/containers/waited/wait?condition=not-running")
+    assert status == 200 and json.loads(body)["StatusCode"] == 9
+    status, _, body = api.request("POST", "/containers/waited/wait?condition=bogus")
+    assert status == 400
