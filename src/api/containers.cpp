@@ -5,15 +5,18 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "api/server.hpp"
+#include "engine/diff.hpp"
 #include "engine/engine.hpp"
 #include "engine/inspect.hpp"
 #include "engine/networks.hpp"
+#include "engine/stats.hpp"
 #include "logs/json_file.hpp"
+#include "util/fs.hpp"
 #include "util/sqlite.hpp"
 
 namespace berth::api {
@@ -438,44 +441,105 @@ void attach(Call& call) {
   ::shutdown(call.conn.fd(), SHUT_WR);
 }
 
+// GET /containers/{id}/top: the processes in the container's cgroup, as `ps -ef` columns.
 void top(Call& call) {
   auto& eng = call.engine();
   Container c = eng.get(call.params[0]);
   if (!c.running()) throw HttpError(409, "Container " + c.id + " is not running");
-  // The container's processes: those in its init's PID namespace, as `ps -ef` columns.
-  json titles = {"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"};
   json procs = json::array();
-  std::string ns = "/proc/" + std::to_string(c.pid) + "/ns/pid";
-  char want[64] = {};
-  ssize_t wn = ::readlink(ns.c_str(), want, sizeof want - 1);
-  if (wn <= 0) throw HttpError(409, "Container " + c.id + " is not running");
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    std::string pid = entry.path().filename();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    char got[64] = {};
-    if (::readlink(("/proc/" + pid + "/ns/pid").c_str(), got, sizeof got - 1) <= 0) continue;
-    if (std::string(got) != want) continue;
+  for (int pid : engine::cgroup_pids(c.id)) {
+    std::string dir = "/proc/" + std::to_string(pid);
     std::string cmd;
-    if (FILE* f = std::fopen(("/proc/" + pid + "/cmdline").c_str(), "r")) {
-      char buf[4096];
-      size_t n = std::fread(buf, 1, sizeof buf, f);
-      std::fclose(f);
-      for (size_t i = 0; i < n; i++) cmd.push_back(buf[i] == '\0' ? ' ' : buf[i]);
+    if (auto text = read_file_if_exists(dir + "/cmdline")) {
+      for (char ch : *text) cmd.push_back(ch == '\0' ? ' ' : ch);
       while (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
     }
     std::string ppid = "0", uid = "0";
-    if (FILE* f = std::fopen(("/proc/" + pid + "/status").c_str(), "r")) {
-      char line[256];
-      while (std::fgets(line, sizeof line, f)) {
-        std::string l = line;
-        if (l.rfind("PPid:", 0) == 0) ppid = std::to_string(std::atoi(l.c_str() + 5));
-        if (l.rfind("Uid:", 0) == 0) uid = std::to_string(std::atoi(l.c_str() + 4));
+    if (auto status = read_file_if_exists(dir + "/status")) {
+      std::istringstream lines(*status);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("PPid:", 0) == 0) ppid = std::to_string(std::atoi(line.c_str() + 5));
+        if (line.rfind("Uid:", 0) == 0) uid = std::to_string(std::atoi(line.c_str() + 4));
       }
-      std::fclose(f);
     }
-    procs.push_back({uid, pid, ppid, "0", "", "?", "00:00:00", cmd});
+    procs.push_back({uid, std::to_string(pid), ppid, "0", "", "?", "00:00:00", cmd});
   }
-  call.conn.json(200, {{"Titles", titles}, {"Processes", procs}});
+  call.conn.json(200, {{"Titles", {"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"}}, {"Processes", procs}});
+}
+
+void changes(Call& call) {
+  auto& eng = call.engine();
+  Container c = eng.get(call.params[0]);
+  json out = json::array();
+  for (const auto& ch : engine::changes_of(eng, call.images(), c))
+    out.push_back({{"Path", ch.path}, {"Kind", ch.kind == 'C' ? 0 : ch.kind == 'A' ? 1 : 2}});
+  call.conn.json(200, out.empty() ? json(nullptr) : out);
+}
+
+// docker's stats object from two samples.
+json stats_json(const Container& c, const engine::StatsSample& s, const engine::StatsSample& pre, int64_t read_ns,
+                int64_t pre_ns) {
+  auto cpu = [](const engine::StatsSample& x) {
+    return json{{"cpu_usage", {{"total_usage", x.cpu_ns}, {"usage_in_kernelmode", 0}, {"usage_in_usermode", 0}}},
+                {"system_cpu_usage", x.system_ns},
+                {"online_cpus", x.online_cpus},
+                {"throttling_data", {{"periods", 0}, {"throttled_periods", 0}, {"throttled_time", 0}}}};
+  };
+  return {{"read", engine::time_string(read_ns)},
+          {"preread", pre_ns ? engine::time_string(pre_ns) : "0001-01-01T00:00:00Z"},
+          {"pids_stats", {{"current", s.pids}}},
+          {"blkio_stats",
+           {{"io_service_bytes_recursive",
+             json::array({{{"major", 0}, {"minor", 0}, {"op", "read"}, {"value", s.blk_read}},
+                          {{"major", 0}, {"minor", 0}, {"op", "write"}, {"value", s.blk_write}}})}}},
+          {"num_procs", 0},
+          {"storage_stats", json::object()},
+          {"cpu_stats", cpu(s)},
+          {"precpu_stats", cpu(pre)},
+          {"memory_stats", {{"usage", s.mem_usage}, {"limit", s.mem_limit}, {"stats", json::object()}}},
+          {"name", "/" + c.name},
+          {"id", c.id},
+          {"networks",
+           {{"eth0",
+             {{"rx_bytes", s.net_rx},
+              {"tx_bytes", s.net_tx},
+              {"rx_packets", 0},
+              {"tx_packets", 0},
+              {"rx_errors", 0},
+              {"tx_errors", 0},
+              {"rx_dropped", 0},
+              {"tx_dropped", 0}}}}}};
+}
+
+// GET /containers/{id}/stats: one object (stream=false; two samples a second apart unless
+// one-shot) or one a second until the client goes.
+void stats(Call& call) {
+  Container c = call.engine().get(call.params[0]);
+  call.release();
+  bool stream = call.req.flag("stream", true);
+  bool one_shot = call.req.flag("one-shot");
+  engine::StatsSample pre;
+  int64_t pre_ns = 0;
+  if (!stream && !one_shot) {
+    pre = engine::sample_stats(c.id, c.running() ? c.pid : 0);
+    pre_ns = now_ns();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  if (!stream) {
+    engine::StatsSample s = engine::sample_stats(c.id, c.running() ? c.pid : 0);
+    call.conn.json(200, stats_json(c, s, pre, now_ns(), pre_ns));
+    return;
+  }
+  call.conn.begin_chunked(200, "application/json");
+  for (;;) {
+    engine::StatsSample s = engine::sample_stats(c.id, c.running() ? c.pid : 0);
+    int64_t t = now_ns();
+    if (!call.conn.chunk(stats_json(c, s, pre, t, pre_ns).dump() + "\n")) return;
+    pre = s;
+    pre_ns = t;
+    pollfd p{call.conn.fd(), 0, 0};
+    if (::poll(&p, 1, 1000) > 0 && (p.revents & (POLLHUP | POLLERR))) return;
+  }
 }
 
 void prune(Call& call) {
@@ -524,7 +588,8 @@ std::vector<Route> container_routes() {
       {"POST", "/containers/{}/rename", rename},   {"POST", "/containers/{}/pause", pause},
       {"POST", "/containers/{}/unpause", unpause}, {"POST", "/containers/{}/resize", resize},
       {"GET", "/containers/{}/logs", logs},        {"POST", "/containers/{}/attach", attach},
-      {"GET", "/containers/{}/top", top},
+      {"GET", "/containers/{}/top", top},          {"GET", "/containers/{}/changes", changes},
+      {"GET", "/containers/{}/stats", stats},
   };
 }
 

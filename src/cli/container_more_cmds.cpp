@@ -24,6 +24,7 @@
 #include "engine/cp.hpp"
 #include "engine/diff.hpp"
 #include "engine/engine.hpp"
+#include "engine/events.hpp"
 #include "engine/inspect.hpp"
 #include "engine/process.hpp"
 #include "engine/stats.hpp"
@@ -46,12 +47,14 @@ int64_t now_ns() {
 }
 
 // The image's layer directories, top-most first (overlayfs order).
+#ifndef BERTH_LIGHT
 std::vector<std::string> layer_dirs(Context& ctx, const engine::Container& c) {
   std::vector<std::string> out;
   auto image = ctx.images().get(c.image_id);
   for (size_t i = image.layers.size(); i-- > 0;) out.push_back(ctx.images().layer_dir(image.layers[i].chain_id));
   return out;
 }
+#endif
 
 // go-units BytesSize: binary units, %.4g.
 std::string bytes_size(double size) {
@@ -204,15 +207,7 @@ int cmd_diff(Context& ctx, const Invocation& inv) {
   require_args(inv, a, 1, 1);
   auto& engine = ctx.engine();
   engine::Container c = engine.get(a.positionals[0]);
-  // What docker keeps in a container's init layer (mount points and files it bind-mounts), and
-  // the container's mount points: the runtime creates them, the user did not change them.
-  std::set<std::string> skip = {"/dev",        "/proc",     "/sys",     "/etc/hosts",       "/etc/hostname",
-                                "/.dockerenv", "/etc/mtab", "/dev/pts", "/etc/resolv.conf", "/dev/shm",
-                                "/dev/console"};
-  if (c.mounts.is_array())
-    for (const auto& m : c.mounts)
-      if (m.is_object() && !m.value("Destination", "").empty()) skip.insert(m.value("Destination", ""));
-  auto changes = engine::container_changes(engine.container_dir(c.id) + "/upper", layer_dirs(ctx, c), skip);
+  auto changes = engine::changes_of(engine, ctx.images(), c);
   std::string out;
   for (const auto& ch : changes) out += std::string(1, ch.kind) + " " + ch.path + "\n";
   std::cout << out;
@@ -471,70 +466,6 @@ int cmd_container_prune(Context& ctx, const Invocation& inv) {
 
 namespace {
 
-struct EventRow {
-  int64_t seq, time_ns;
-  std::string type, action, actor;
-  json attributes;
-};
-
-bool prefix_match(const std::string& value, const std::vector<std::string>& wanted) {
-  for (const auto& w : wanted)
-    if (value == w || (!w.empty() && value.rfind(w, 0) == 0)) return true;
-  return false;
-}
-
-bool event_match(const EventRow& e, const std::map<std::string, std::vector<std::string>>& filters) {
-  auto attr = [&](const std::string& k) {
-    return e.attributes.is_object() && e.attributes.contains(k) && e.attributes[k].is_string()
-               ? e.attributes[k].get<std::string>()
-               : std::string();
-  };
-  for (const auto& [key, values] : filters) {
-    bool ok = false;
-    if (key == "type") {
-      for (const auto& v : values) ok = ok || v == e.type;
-    } else if (key == "event") {
-      for (const auto& v : values) ok = ok || v == e.action;
-    } else if (key == "container") {
-      ok = e.type == "container" && (prefix_match(e.actor, values) || prefix_match(attr("name"), values));
-    } else if (key == "image") {
-      std::string image = attr("image");
-      std::string bare = image.substr(0, image.rfind(':') == std::string::npos || image.rfind(':') < image.rfind('/')
-                                             ? image.size()
-                                             : image.rfind(':'));
-      for (const auto& v : values) ok = ok || v == image || v == bare || (e.type == "image" && v == e.actor);
-    } else if (key == "label") {
-      for (const auto& v : values) {
-        size_t eq = v.find('=');
-        std::string k = v.substr(0, eq);
-        if (!e.attributes.is_object() || !e.attributes.contains(k)) continue;
-        ok = ok || eq == std::string::npos || attr(k) == v.substr(eq + 1);
-      }
-    } else if (key == "volume" || key == "network" || key == "daemon" || key == "plugin" || key == "node" ||
-               key == "service" || key == "secret" || key == "config" || key == "scope") {
-      ok = key == "scope" ? prefix_match("local", values) : prefix_match(e.actor, values) && e.type == key;
-    }
-    if (!ok) return false;
-  }
-  return true;
-}
-
-json event_message(const EventRow& e) {
-  json attrs = e.attributes.is_object() ? e.attributes : json::object();
-  json m = {{"Type", e.type},
-            {"Action", e.action},
-            {"Actor", {{"ID", e.actor}, {"Attributes", attrs}}},
-            {"scope", "local"},
-            {"time", e.time_ns / 1000000000},
-            {"timeNano", e.time_ns}};
-  if (e.type == "container") {
-    m["status"] = e.action;
-    m["id"] = e.actor;
-    if (attrs.contains("image")) m["from"] = attrs["image"];
-  }
-  return m;
-}
-
 // docker's JSON field order (encoding/json follows the struct).
 std::string event_json_line(const json& m) {
   nlohmann::ordered_json o;
@@ -592,25 +523,12 @@ int cmd_events(Context& ctx, const Invocation& inv) {
   int64_t last_seq = 0;
   if (!since && !until) {
     // Only what happens from now on.
-    sql::Stmt s(db, "SELECT COALESCE(MAX(seq),0) FROM events");
-    if (s.step()) last_seq = s.integer(0);
+    last_seq = engine::last_event_seq(db);
   }
   bool follow = !until || *until > now;
   if (follow) catch_interrupts();
   for (;;) {
-    std::vector<EventRow> rows;
-    {
-      sql::Stmt s(db, "SELECT seq,time_ns,type,action,actor_id,attributes FROM events WHERE seq>? ORDER BY seq");
-      s.bind(1, last_seq);
-      while (s.step()) {
-        EventRow e{s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), json::object()};
-        try {
-          e.attributes = json::parse(s.text(5));
-        } catch (const json::exception&) {
-        }
-        rows.push_back(std::move(e));
-      }
-    }
+    std::vector<engine::EventRow> rows = engine::read_events(db, last_seq);
     std::string out;
     bool past_until = false;
     for (const auto& e : rows) {
@@ -620,8 +538,8 @@ int cmd_events(Context& ctx, const Invocation& inv) {
         past_until = true;
         break;
       }
-      if (!event_match(e, filters)) continue;
-      json m = event_message(e);
+      if (!engine::event_matches(e, filters)) continue;
+      json m = engine::event_message(e);
       if (json_lines) {
         out += event_json_line(m) + "\n";
       } else if (!format.empty()) {

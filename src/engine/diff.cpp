@@ -1,5 +1,8 @@
 #include "engine/diff.hpp"
 
+#include "engine/engine.hpp"
+#include "image/store.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -147,6 +150,21 @@ std::vector<Change> container_changes(const std::string& upper, const std::vecto
   UniqueFd root(fd);
   w.children(root.get(), "/");
   return w.changes;
+}
+
+std::vector<Change> changes_of(Engine& engine, image::ImageStore& images, const Container& c) {
+  // What docker keeps in a container's init layer (mount points and files it bind-mounts), and
+  // the container's mount points: the runtime creates them, the user did not change them.
+  std::set<std::string> skip = {"/dev",        "/proc",     "/sys",     "/etc/hosts",       "/etc/hostname",
+                                "/.dockerenv", "/etc/mtab", "/dev/pts", "/etc/resolv.conf", "/dev/shm",
+                                "/dev/console"};
+  if (c.mounts.is_array())
+    for (const auto& m : c.mounts)
+      if (m.is_object() && !m.value("Destination", "").empty()) skip.insert(m.value("Destination", ""));
+  std::vector<std::string> lowers;
+  auto image = images.get(c.image_id);
+  for (size_t i = image.layers.size(); i-- > 0;) lowers.push_back(images.layer_dir(image.layers[i].chain_id));
+  return container_changes(engine.container_dir(c.id) + "/upper", lowers, skip);
 }
 
 }  // namespace berth::engine

@@ -6,7 +6,14 @@
 #include <string>
 #include <vector>
 
+namespace berth::image {
+class ImageStore;
+}
+
 namespace berth::engine {
+
+class Engine;
+struct Container;
 
 struct Change {
   char kind;  // 'A' added, 'C' changed, 'D' deleted
@@ -21,5 +28,9 @@ struct Change {
 // created, docker's "init layer") are left out with everything below them.
 std::vector<Change> container_changes(const std::string& upper, const std::vector<std::string>& lowers,
                                       const std::set<std::string>& skip);
+
+// What container c changed against its image (docker diff, GET /containers/{id}/changes), without
+// what docker keeps in its init layer and the container's mount points.
+std::vector<Change> changes_of(Engine& engine, image::ImageStore& images, const Container& c);
 
 }  // namespace berth::engine

@@ -399,3 +399,32 @@ def test_wait_conditions(api):
     assert status == 200 and json.loads(body)["StatusCode"] == 9
     status, _, body = api.request("POST", "/containers/waited/wait?condition=bogus")
     assert status == 400
+
+
+def test_events_top_stats_diff_df(api):
+    start = int(time.time()) - 1
+    api.docker_ok("run", "--rm", "--name", "evented", "busybox", "true")
+    until = int(time.time()) + 1
+    time.sleep(1.1)  # until must have passed for the CLI to return (docker's semantics)
+    out = api.docker_ok("events", "--since", str(start), "--until", str(until), "--filter", "container=evented",
+                        "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
+    actions = [l.split()[1] for l in out.splitlines()]
+    for a in ("create", "start", "die", "destroy"):
+        assert a in actions, out
+    assert actions.index("create") < actions.index("start") < actions.index("die") < actions.index("destroy")
+    assert all(l.startswith("container ") and l.endswith(" evented") for l in out.splitlines())
+
+    api.docker_ok("run", "-d", "--name", "box", "busybox", "sh", "-c", "echo x > /tmp/newfile; exec sleep 1000")
+    api.engine.wait_state("box", "running")
+    deadline = time.monotonic() + 10
+    while "A /tmp/newfile" not in api.docker_ok("diff", "box"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "C /tmp" in api.docker_ok("diff", "box").splitlines()
+    top = api.docker_ok("top", "box")
+    assert top.splitlines()[0].split()[:3] == ["UID", "PID", "PPID"]
+    assert "sleep 1000" in top
+    stats = api.docker_ok("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "box")
+    assert stats == "box 1\n"
+    df = api.docker_ok("system", "df", "--format", "{{.Type}} {{.TotalCount}}")
+    assert df.splitlines()[:3] == ["Images 1", "Containers 1", "Local Volumes 0"]
