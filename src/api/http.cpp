@@ -56,6 +56,7 @@ void check_header(http::request_parser<http::string_body>& p, Request& r, const 
     if (len && *len > limits.json_body_bytes) throw HttpError(413, "request body too large");
     p.body_limit(limits.json_body_bytes);
   }
+  p.eager(true);  // the limit is set: the body may now be parsed along with what follows
 }
 
 // Feeds bytes to the parser: bytes consumed. Throws HttpError for what the parser rejects.
@@ -83,7 +84,8 @@ size_t feed(http::request_parser<http::string_body>& p, std::string_view bytes, 
 void init_parser(http::request_parser<http::string_body>& p, const Limits& limits) {
   p.header_limit(static_cast<std::uint32_t>(limits.header_bytes));
   p.body_limit(limits.upload_body_bytes);
-  p.eager(true);
+  // Not eager until the header is checked: the body limit depends on the endpoint.
+  p.eager(false);
 }
 
 }  // namespace
