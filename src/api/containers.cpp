@@ -173,6 +173,18 @@ void inspect(Call& call) {
   auto& eng = call.engine();
   Container c = eng.get(call.params[0]);
   json j = engine::inspect_json(eng, c);
+  // Before API 1.45 the short ID is one of a container's aliases on user-defined networks.
+  if (j.contains("NetworkSettings") && j["NetworkSettings"].contains("Networks") &&
+      j["NetworkSettings"]["Networks"].is_object()) {
+    for (auto& [name, ep] : j["NetworkSettings"]["Networks"].items()) {
+      if (name == "bridge" || name == "host" || name == "none" || !ep.is_object()) continue;
+      json aliases = ep.value("Aliases", json::array());
+      if (!aliases.is_array()) aliases = json::array();
+      std::string short_id = c.id.substr(0, 12);
+      if (std::find(aliases.begin(), aliases.end(), short_id) == aliases.end()) aliases.push_back(short_id);
+      ep["Aliases"] = aliases;
+    }
+  }
   call.conn.json(200, j);
 }
 

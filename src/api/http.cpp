@@ -257,6 +257,7 @@ bool Connection::read(Request& r) {
   r.body = std::move(p.get().body());
   keep_alive_ = r.keep_alive;
   responded_ = false;
+  head_only_ = r.method == "HEAD";
   return true;
 }
 
@@ -331,7 +332,7 @@ void Connection::respond(int status, std::string_view content_type, std::string_
                          const std::map<std::string, std::string>& headers) {
   std::string out = head(status, content_type, headers, keep_alive_);
   out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-  out.append(body);
+  if (!head_only_) out.append(body);
   responded_ = true;
   write(out);
 }
@@ -355,7 +356,7 @@ void Connection::begin_chunked(int status, std::string_view content_type) {
 }
 
 bool Connection::chunk(std::string_view data) {
-  if (data.empty()) return true;
+  if (data.empty() || head_only_) return true;
   char size[32];
   std::snprintf(size, sizeof size, "%zx\r\n", data.size());
   std::string out = size;
@@ -369,7 +370,9 @@ bool Connection::chunk(std::string_view data) {
   return true;
 }
 
-void Connection::end_chunked() { write("0\r\n\r\n"); }
+void Connection::end_chunked() {
+  if (!head_only_) write("0\r\n\r\n");
+}
 
 void Connection::hijack(const Request& r, std::string_view content_type) {
   keep_alive_ = false;

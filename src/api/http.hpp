@@ -107,6 +107,7 @@ class Connection {
   std::string buffer_;
   bool keep_alive_ = true;
   bool responded_ = false;
+  bool head_only_ = false;  // a HEAD request: headers as for GET, no body
 };
 
 const char* status_reason(int status);

@@ -52,7 +52,12 @@ void list(Call& call) {
 
 void inspect(Call& call) {
   image::ImageRecord img = find_image(call, call.params[0]);
-  call.conn.json(200, image::inspect_json(img, call.images().root()));
+  json j = image::inspect_json(img, call.images().root());
+  // API 1.41 has these (docker-compose 1.x reads ContainerConfig when it recreates a service).
+  if (!j.contains("ContainerConfig")) j["ContainerConfig"] = j.value("Config", json::object());
+  if (!j.contains("Container")) j["Container"] = "";
+  if (!j.contains("VirtualSize")) j["VirtualSize"] = j.value("Size", 0);
+  call.conn.json(200, j);
 }
 
 // X-Registry-Auth: base64url JSON {"username","password","serveraddress"}.

@@ -1,5 +1,7 @@
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "api/server.hpp"
+#include "api/tls.hpp"
 #include "engine/engine.hpp"
 #include "engine/schema.hpp"
 #include "engine/volumes.hpp"
@@ -83,9 +86,10 @@ int status_for(const std::exception& e) {
   if (dynamic_cast<const engine::NotFound*>(&e)) return 404;
   std::string m = e.what();
   auto has = [&](const char* s) { return m.find(s) != std::string::npos; };
-  if (has("No such") || has("no such") || has("not found")) return 404;
+  if (has("No such") || has("no such") || has("not found") || has("Could not find")) return 404;
+  if (has("has active endpoints")) return 403;  // docker's status for a network in use
   if (has("Conflict") || has("in use") || has("is not running") || has("is already") || has("already exists") ||
-      has("is paused") || has("cannot remove a running") || has("has active endpoints") || has("is running"))
+      has("is paused") || has("cannot remove a running") || has("is running"))
     return 409;
   if (has("invalid") || has("Invalid") || has("bad ") || has("must ") || has("unknown") || has("not supported") ||
       has("cannot") || has("requires"))
@@ -152,8 +156,8 @@ bool match(const char* pattern, const std::vector<std::string>& parts, std::vect
 const std::vector<Route>& routes() {
   static const std::vector<Route> all = [] {
     std::vector<Route> r;
-    for (auto part :
-         {system_routes(), container_routes(), exec_routes(), image_routes(), volume_routes(), network_routes()})
+    for (auto part : {system_routes(), container_routes(), exec_routes(), image_routes(), volume_routes(),
+                      network_routes(), archive_routes()})
       r.insert(r.end(), part.begin(), part.end());
     return r;
   }();
@@ -250,8 +254,49 @@ void serve_connection(Server& server, int fd) {
 
 struct Listener {
   UniqueFd fd;
-  std::string path;
+  std::string path;  // unix socket path; empty for TCP
+  std::string name;  // as given to --host
 };
+
+// tcp://ADDR:PORT (IPv4 or [IPv6]).
+Listener listen_tcp(const std::string& host) {
+  std::string addr = host.substr(6);
+  size_t colon = addr.rfind(':');
+  if (colon == std::string::npos) throw Error("invalid --host " + host + ": expected tcp://ADDR:PORT");
+  std::string ip = addr.substr(0, colon), port_text = addr.substr(colon + 1);
+  int port = 0;
+  try {
+    port = std::stoi(port_text);
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port <= 0 || port > 65535 || port_text.find_first_not_of("0123456789") != std::string::npos)
+    throw Error("invalid --host " + host + ": bad port " + port_text);
+  if (ip.empty()) ip = "0.0.0.0";
+  bool v6 = ip.front() == '[';
+  if (v6) ip = ip.substr(1, ip.size() - 2);
+  UniqueFd fd(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw_errno("socket");
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int rc;
+  if (v6) {
+    sockaddr_in6 sa{};
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET6, ip.c_str(), &sa.sin6_addr) != 1) throw Error("invalid --host " + host + ": bad address");
+    rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  } else {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET, ip.c_str(), &sa.sin_addr) != 1) throw Error("invalid --host " + host + ": bad address");
+    rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  }
+  if (rc != 0) throw_errno("bind " + host);
+  if (::listen(fd.get(), 1024) != 0) throw_errno("listen " + host);
+  return {std::move(fd), "", host};
+}
 
 Listener listen_unix(const std::string& path) {
   if (path.empty()) throw Error("unix socket path is empty");
@@ -284,7 +329,7 @@ Listener listen_unix(const std::string& path) {
   if (::chown(path.c_str(), 0, gid) != 0) throw_errno("chown " + path);
   if (::chmod(path.c_str(), gid != 0 ? 0660 : 0600) != 0) throw_errno("chmod " + path);
   if (::listen(fd.get(), 1024) != 0) throw_errno("listen " + path);
-  return {std::move(fd), path};
+  return {std::move(fd), path, "unix://" + path};
 }
 
 }  // namespace
@@ -293,6 +338,7 @@ int serve(const ServeOptions& in) {
   ServeOptions options = in;
   if (options.hosts.empty()) options.hosts.push_back("unix:///run/berth/berth.sock");
   std::vector<Listener> listeners;
+  std::unique_ptr<TlsContext> tls;
   for (const auto& h : options.hosts) {
     if (h.rfind("unix://", 0) == 0) {
       listeners.push_back(listen_unix(h.substr(7)));
@@ -300,7 +346,8 @@ int serve(const ServeOptions& in) {
       if (!options.tls_verify || options.tls_ca.empty() || options.tls_cert.empty() || options.tls_key.empty())
         throw Error("refusing to listen on " + h +
                     " without TLS client verification: pass --tlsverify --tlscacert --tlscert --tlskey");
-      throw Error("cannot listen on " + h + ": TCP with TLS is not implemented yet; use a unix socket");
+      if (!tls) tls = std::make_unique<TlsContext>(options.tls_ca, options.tls_cert, options.tls_key);
+      listeners.push_back(listen_tcp(h));
     } else {
       throw Error("invalid --host " + h + ": expected unix:///path or tcp://ADDR:PORT");
     }
@@ -322,7 +369,7 @@ int serve(const ServeOptions& in) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
 
-  for (const auto& l : listeners) std::cerr << "berth serve: listening on unix://" << l.path << std::endl;
+  for (const auto& l : listeners) std::cerr << "berth serve: listening on " << l.name << std::endl;
 
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -331,6 +378,7 @@ int serve(const ServeOptions& in) {
   struct Job {
     Server* server;
     int fd;
+    TlsContext* tls;  // set for TCP connections
   };
   while (!g_stop) {
     std::vector<pollfd> fds;
@@ -344,13 +392,18 @@ int serve(const ServeOptions& in) {
       if (!(fds[i].revents & POLLIN)) continue;
       int c = ::accept4(listeners[i].fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
-      auto* job = new Job{&server, c};
+      auto* job = new Job{&server, c, listeners[i].path.empty() ? tls.get() : nullptr};
       pthread_t t;
       int rc = pthread_create(
           &t, &attr,
           [](void* p) -> void* {
             std::unique_ptr<Job> j(static_cast<Job*>(p));
-            serve_connection(*j->server, j->fd);
+            if (j->tls) {
+              Server* srv = j->server;
+              j->tls->relay(j->fd, [srv](int plain) { serve_connection(*srv, plain); });
+            } else {
+              serve_connection(*j->server, j->fd);
+            }
             return nullptr;
           },
           job);
@@ -361,7 +414,8 @@ int serve(const ServeOptions& in) {
     }
   }
   pthread_attr_destroy(&attr);
-  for (const auto& l : listeners) ::unlink(l.path.c_str());
+  for (const auto& l : listeners)
+    if (!l.path.empty()) ::unlink(l.path.c_str());
   // Connections still streaming end with the process; containers are not ours to stop.
   ::_exit(0);
 }

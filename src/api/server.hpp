@@ -101,6 +101,7 @@ std::vector<Route> exec_routes();
 std::vector<Route> image_routes();
 std::vector<Route> volume_routes();
 std::vector<Route> network_routes();
+std::vector<Route> archive_routes();
 
 // docker's stdcopy frame (multiplexed stdout = 1 / stderr = 2): an 8-byte header, then payload.
 std::string frame(uint8_t stream, std::string_view payload);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -247,11 +248,18 @@ class TarSink : public Sink {
 enum class Owner { Keep, Root, Unchanged };
 
 // Extracts entries below a directory of a Tree, resolving every parent in the tree's scope and
+// umask 0 for this thread only: unshare(CLONE_FS) first gives the thread its own umask, so the API
+// server's other threads keep theirs while one of them extracts.
+mode_t thread_umask_zero() {
+  ::unshare(CLONE_FS);
+  return ::umask(0);
+}
+
 // creating each object with *at() calls on the parent's fd (never through a symlink).
 class TreeSink : public Sink {
  public:
   TreeSink(const Tree& tree, std::string base, Owner owner)
-      : tree_(tree), base_(std::move(base)), owner_(owner), old_umask_(::umask(0)) {}
+      : tree_(tree), base_(std::move(base)), owner_(owner), old_umask_(thread_umask_zero()) {}
   ~TreeSink() override { ::umask(old_umask_); }
   TreeSink(const TreeSink&) = delete;
   TreeSink& operator=(const TreeSink&) = delete;

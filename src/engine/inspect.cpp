@@ -1,6 +1,7 @@
 #include "engine/inspect.hpp"
 
 #include "engine/networks.hpp"
+#include "engine/oci_spec.hpp"
 #include "engine/volumes.hpp"
 #include "image/inspect.hpp"
 #include "util/humanize.hpp"
@@ -135,6 +136,21 @@ json inspect_json(Engine& engine, const Container& c) {
   const char* zero_time = "0001-01-01T00:00:00Z";
   json config = c.config.value("Config", json::object());
   json host_config = c.config.value("HostConfig", json::object());
+  // What was applied where the stored request left it to defaults (docker's inspect shows them).
+  if (host_config.value("CgroupnsMode", "").empty()) host_config["CgroupnsMode"] = "private";
+  if (host_config.value("MemorySwappiness", json()).is_number() && host_config["MemorySwappiness"].get<int64_t>() < 0)
+    host_config["MemorySwappiness"] = nullptr;
+  if (host_config.value("PidsLimit", json()).is_number() && host_config["PidsLimit"].get<int64_t>() <= 0)
+    host_config["PidsLimit"] = nullptr;
+  bool unconfined_paths = host_config.value("Privileged", false);
+  for (const auto& o : host_config.value("SecurityOpt", json::array()))
+    if (o.is_string() &&
+        (o.get<std::string>() == "systempaths=unconfined" || o.get<std::string>() == "systempaths:unconfined"))
+      unconfined_paths = true;
+  if (!host_config.contains("MaskedPaths") || host_config["MaskedPaths"].is_null())
+    host_config["MaskedPaths"] = unconfined_paths ? json(nullptr) : json(default_masked_paths());
+  if (!host_config.contains("ReadonlyPaths") || host_config["ReadonlyPaths"].is_null())
+    host_config["ReadonlyPaths"] = unconfined_paths ? json(nullptr) : json(default_readonly_paths());
   json state = {{"Status", c.state == "creating" ? "created" : c.state},
                 {"Running", c.state == "running" || c.state == "paused" || c.state == "restarting"},
                 {"Paused", c.state == "paused"},

@@ -224,6 +224,31 @@ std::string go_arch_to_seccomp(std::string_view arch) {
   return {};
 }
 
+}  // namespace
+
+const std::vector<std::string>& default_masked_paths() {
+  static const std::vector<std::string> paths = {"/proc/asound",
+                                                 "/proc/acpi",
+                                                 "/proc/kcore",
+                                                 "/proc/keys",
+                                                 "/proc/latency_stats",
+                                                 "/proc/timer_list",
+                                                 "/proc/timer_stats",
+                                                 "/proc/sched_debug",
+                                                 "/proc/scsi",
+                                                 "/sys/firmware",
+                                                 "/sys/devices/virtual/powercap"};
+  return paths;
+}
+
+const std::vector<std::string>& default_readonly_paths() {
+  static const std::vector<std::string> paths = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                                 "/proc/sysrq-trigger"};
+  return paths;
+}
+
+namespace {
+
 // SecurityOpt entries docker's daemon accepts ("key=value", or the old "key:value").
 struct SecurityOpts {
   bool no_new_privileges = false;
@@ -698,18 +723,8 @@ json build_oci_spec(const SpecInput& in) {
   json linux_ = {{"namespaces", namespaces},
                  {"cgroupsPath", in.cgroups_path.empty() ? "/berth/" + in.id : in.cgroups_path}};
   if (!privileged && !sec.systempaths_unconfined) {
-    linux_["maskedPaths"] = {"/proc/asound",
-                             "/proc/acpi",
-                             "/proc/kcore",
-                             "/proc/keys",
-                             "/proc/latency_stats",
-                             "/proc/timer_list",
-                             "/proc/timer_stats",
-                             "/proc/sched_debug",
-                             "/proc/scsi",
-                             "/sys/firmware",
-                             "/sys/devices/virtual/powercap"};
-    linux_["readonlyPaths"] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+    linux_["maskedPaths"] = default_masked_paths();
+    linux_["readonlyPaths"] = default_readonly_paths();
   }
 
   json resources = json::object();

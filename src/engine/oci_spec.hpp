@@ -119,4 +119,9 @@ struct ResolvedUser {
 ResolvedUser resolve_user(std::string_view spec, std::string_view passwd_text, std::string_view group_text,
                           const std::vector<std::string>& group_add = {});
 
+// docker's default masked and read-only /proc and /sys paths (none with --privileged or
+// --security-opt systempaths=unconfined).
+const std::vector<std::string>& default_masked_paths();
+const std::vector<std::string>& default_readonly_paths();
+
 }  // namespace berth::engine

@@ -428,3 +428,49 @@ def test_events_top_stats_diff_df(api):
     assert stats == "box 1\n"
     df = api.docker_ok("system", "df", "--format", "{{.Type}} {{.TotalCount}}")
     assert df.splitlines()[:3] == ["Images 1", "Containers 1", "Local Volumes 0"]
+
+
+def _make_certs(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl CLI)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=berth-test-ca")
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+
+
+def test_tcp_needs_tls_with_client_certificates(api, tmp_path):
+    r = api.engine.run("serve", "-H", "tcp://127.0.0.1:23750", timeout=30)
+    assert r.returncode != 0 and "without TLS" in r.stderr
+    _make_certs(tmp_path)
+    c = tmp_path
+    proc = api.engine.popen("serve", "-H", "tcp://127.0.0.1:23751", "--tlsverify", "--tlscacert", c / "ca.pem",
+                            "--tlscert", c / "server.pem", "--tlskey", c / "server-key.pem",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        tls = ["--tlsverify", "--tlscacert", str(c / "ca.pem"), "-H", "tcp://127.0.0.1:23751"]
+        client = ["--tlscert", str(c / "client.pem"), "--tlskey", str(c / "client-key.pem")]
+        deadline = time.monotonic() + 30
+        while True:
+            r = api.docker(*tls, *client, "version", "--format", "{{.Server.APIVersion}}")
+            if r.returncode == 0:
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, r.stderr
+            time.sleep(0.1)
+        assert r.stdout == "1.41\n"
+        # Attach through the TLS relay.
+        r = api.docker(*tls, *client, "run", "--rm", "busybox", "sh", "-c", "echo over-tls; exit 2")
+        assert r.returncode == 2 and r.stdout == "over-tls\n", r.stderr
+        # Without a client certificate: nothing.
+        r = api.docker(*tls, "version", "--format", "{{.Server.APIVersion}}")
+        assert r.returncode != 0 and "1.41" not in r.stdout
+    finally:
+        proc.terminate()
+        proc.wait(10)
