@@ -139,6 +139,7 @@ void start(Call& call) {
     if (req.tty) req.tty = false;  // nobody reads a terminal of a detached exec
     // The process runs on after the runtime returns; docker reports 0 for it until it ends.
     done.code = engine::exec_in(eng, c, req);
+    update(call.server, e.id, [&](ExecInstance& x) { x.exit_code = done.code; });
     call.conn.respond(200, "application/json", "");
     return;
   }
@@ -192,6 +193,13 @@ void start(Call& call) {
     t2.join();
   }
   call.release();
+  // The exit code first: the client inspects the exec as soon as the stream ends.
+  update(call.server, e.id, [&](ExecInstance& x) {
+    x.running = false;
+    x.done = true;
+    x.terminal_fd = -1;
+    if (done.code >= 0) x.exit_code = done.code;
+  });
   ::shutdown(sock, SHUT_WR);
 }
 

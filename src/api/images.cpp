@@ -6,6 +6,7 @@
 #include "image/digest.hpp"
 #include "image/inspect.hpp"
 #include "image/pull.hpp"
+#include "image/push.hpp"
 #include "image/reference.hpp"
 #include "image/registry.hpp"
 #include "image/store.hpp"
@@ -249,14 +250,75 @@ void remove(Call& call) {
   call.conn.json(200, out);
 }
 
+void history(Call& call) {
+  image::ImageRecord img = find_image(call, call.params[0]);
+  json out = json::array();
+  for (const auto& h : image::history(img))
+    out.push_back({{"Id", h.id},
+                   {"Created", h.created},
+                   {"CreatedBy", h.created_by},
+                   {"Tags", nullptr},
+                   {"Size", h.size},
+                   {"Comment", h.comment}});
+  if (!out.empty()) {
+    json tags = json::array();
+    for (const auto& t : img.repo_tags) tags.push_back(image::familiar_ref(t));
+    out[0]["Tags"] = tags;
+  }
+  call.conn.json(200, out);
+}
+
+// GET /images/search: berth searches no registry index; an empty result, as docker allows.
+void search(Call& call) {
+  if (call.req.q("term").empty()) throw HttpError(400, "term is required");
+  call.conn.json(200, json::array());
+}
+
+// POST /images/{name}/push?tag=T, with docker's JSON progress stream.
+void push(Call& call) {
+  std::string name = call.params[0];
+  std::string tag = call.req.q("tag");
+  image::Reference ref;
+  try {
+    ref = image::parse_reference(tag.empty() ? name : name + ":" + tag);
+  } catch (const std::exception& e) {
+    throw HttpError(400, e.what());
+  }
+  image::ImageRecord img = find_image(call, ref.str());
+  image::PushOptions opts;
+  opts.registry.insecure_registries = call.server.options().insecure_registries;
+  opts.registry.credentials = header_credentials(call.req);
+  if (!opts.registry.credentials) {
+    std::string cfg = call.server.options().docker_config;
+    opts.registry.credentials = image::load_credentials(ref.domain, cfg.empty() ? "" : cfg + "/config.json");
+  }
+  call.conn.begin_chunked(200, "application/json");
+  auto send = [&](const json& j) { call.conn.chunk(j.dump() + "\r\n"); };
+  send({{"status", "The push refers to repository [" + ref.name() + "]"}});
+  try {
+    image::PushResult r = image::push_image(call.images(), img, ref, opts, [&](const image::PushEvent& e) {
+      using K = image::PushEvent::Kind;
+      const char* status = e.kind == K::Preparing ? "Preparing"
+                           : e.kind == K::Exists  ? "Layer already exists"
+                                                  : "Pushed";
+      send({{"status", status}, {"progressDetail", json::object()}, {"id", e.layer}});
+    });
+    // As docker: the digest line, then the aux message (which clients consume without printing).
+    send({{"status", ref.tag + ": digest: " + r.digest + " size: " + std::to_string(r.size)}});
+    send({{"progressDetail", json::object()}, {"aux", {{"Tag", ref.tag}, {"Digest", r.digest}, {"Size", r.size}}}});
+  } catch (const std::exception& e) {
+    send({{"errorDetail", {{"message", e.what()}}}, {"error", e.what()}});
+  }
+  call.conn.end_chunked();
+}
+
 }  // namespace
 
 std::vector<Route> image_routes() {
-  return {{"GET", "/images/json", list},
-          {"POST", "/images/create", create},
-          {"GET", "/images/{*}/json", inspect},
-          {"POST", "/images/{*}/tag", tag},
-          {"DELETE", "/images/{*}", remove}};
+  return {{"GET", "/images/json", list},           {"POST", "/images/create", create},
+          {"GET", "/images/search", search},       {"GET", "/images/{*}/json", inspect},
+          {"GET", "/images/{*}/history", history}, {"POST", "/images/{*}/push", push},
+          {"POST", "/images/{*}/tag", tag},        {"DELETE", "/images/{*}", remove}};
 }
 
 }  // namespace berth::api

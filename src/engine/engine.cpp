@@ -345,6 +345,14 @@ ContainerNetRequest net_request(const std::string& id, const std::string& name, 
 }
 
 // Rewrites a running container's hosts and resolv.conf in place (they are bind-mounted files).
+// The DNS responder a container's resolv.conf names: its first user-defined network's gateway
+// (docker's embedded DNS serves containers with any user-defined network), else none.
+std::string responder_for(NetworkStore& nets, const std::vector<Endpoint>& eps) {
+  for (const auto& e : eps)
+    if (auto n = nets.find(e.network_id); n && n->user_defined()) return n->gateway;
+  return "";
+}
+
 void write_in_place(const std::string& path, const std::string& content) {
   write_file(path, content, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 }
@@ -655,8 +663,10 @@ void Engine::connect(const std::string& network, const std::string& ref, const E
   if (c.running()) {
     impl_->networks.connect(net_request(c.id, c.name, stored), req);
     try {
-      write_in_place(container_dir(c.id) + "/hosts",
-                     hosts_file(stored["Config"], stored["HostConfig"], impl_->networks.endpoints(c.id)));
+      auto eps = impl_->networks.endpoints(c.id);
+      write_in_place(container_dir(c.id) + "/hosts", hosts_file(stored["Config"], stored["HostConfig"], eps));
+      write_in_place(container_dir(c.id) + "/resolv.conf",
+                     resolv_conf(stored["HostConfig"], false, responder_for(impl_->networks, eps)));
     } catch (...) {
       impl_->networks.disconnect(c.id, n.id);
       throw;
@@ -710,8 +720,10 @@ void Engine::disconnect(const std::string& network, const std::string& ref, bool
   }
   if (c.running() && n) {
     impl_->networks.disconnect(c.id, n->id);
-    write_in_place(container_dir(c.id) + "/hosts",
-                   hosts_file(stored["Config"], stored["HostConfig"], impl_->networks.endpoints(c.id)));
+    auto eps = impl_->networks.endpoints(c.id);
+    write_in_place(container_dir(c.id) + "/hosts", hosts_file(stored["Config"], stored["HostConfig"], eps));
+    write_in_place(container_dir(c.id) + "/resolv.conf",
+                   resolv_conf(stored["HostConfig"], false, responder_for(impl_->networks, eps)));
   }
   stored["BerthNetworks"] = kept;
   sql::Transaction tx(impl_->db);
@@ -1073,11 +1085,8 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   if (networked) {
     std::vector<Endpoint> eps = impl_->networks.setup(net_request(c.id, c.name, c.config));
     try {
-      std::string responder;
-      if (!eps.empty())
-        if (auto n = impl_->networks.find(eps.front().network_id); n && n->user_defined()) responder = n->gateway;
       write_in_place(dir + "/hosts", hosts_file(config, host_config, eps));
-      write_in_place(dir + "/resolv.conf", resolv_conf(host_config, false, responder));
+      write_in_place(dir + "/resolv.conf", resolv_conf(host_config, false, responder_for(impl_->networks, eps)));
     } catch (...) {
       impl_->networks.teardown(c.id);
       throw;

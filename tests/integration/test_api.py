@@ -474,3 +474,45 @@ def test_tcp_needs_tls_with_client_certificates(api, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_push_pull_and_auto_pull_from_a_loopback_registry(api, tmp_path):
+    """docker push / pull / run of a missing image through berth serve, against docker-registry
+    started in the test's network namespace (where the server and its pulls run)."""
+    import registry_env as renv
+    if not os.access(renv.REGISTRY_BIN, os.X_OK):
+        pytest.skip("docker-registry is not installed")
+    storage = tmp_path / "registry"
+    storage.mkdir()
+    config = tmp_path / "registry.yml"
+    config.write_text(json.dumps(renv._registry_config(5000, storage, None, None)))
+    log = open(tmp_path / "registry.log", "wb")
+    reg = subprocess.Popen([*api.engine.prefix(), renv.REGISTRY_BIN, "serve", str(config)],
+                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while api.engine.host("python3", "-c", "import urllib.request;urllib.request.urlopen('http://127.0.0.1:5000/v2/', timeout=2)").returncode != 0:
+            assert reg.poll() is None and time.monotonic() < deadline, (tmp_path / "registry.log").read_text()
+            time.sleep(0.1)
+        target = "127.0.0.1:5000/test/bb:1"
+        api.docker_ok("tag", "busybox", target)
+        out = api.docker_ok("push", target)
+        assert "1: digest: sha256:" in out
+        history = api.docker_ok("history", "--format", "{{.ID}}", "busybox").split()
+        assert len(history) >= 1 and history[0] != "<missing>"
+        api.docker_ok("rmi", target)
+        assert target not in api.docker_ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+        api.docker_ok("pull", target)
+        assert api.docker_ok("run", "--rm", target, "echo", "pulled") == "pulled\n"
+        # A missing image: the CLI's create gets 404, pulls through the API, and retries.
+        api.docker_ok("rmi", target)
+        r = api.docker("run", "--rm", target, "echo", "auto")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "auto\n" and "Unable to find image" in r.stderr
+        # An image no registry has: docker's exit status 125.
+        r = api.docker("run", "--rm", "127.0.0.1:5000/test/none:1", "true")
+        assert r.returncode == 125
+    finally:
+        reg.terminate()
+        reg.wait(10)
+        log.close()

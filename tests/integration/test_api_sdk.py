@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import berthtest as bt
 from apitest import api, engine, busybox_tar  # noqa: F401 (fixtures)
 from containertest import poll
 
@@ -23,7 +24,7 @@ docker = pytest.importorskip("docker", reason="python3-docker is not installed")
 # docker-py 5 compares versions with distutils' StrictVersion.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-SPEC = Path("/work/shared/specs/docker-engine-api-v1.41.yaml")
+SPEC = bt.SHARED_SPECS / "docker-engine-api-v1.41.yaml"
 LOOP = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
 
 

@@ -263,6 +263,19 @@ def test_frontend_backend_story(engine):
     assert fetch_ok(engine, "frontend", "http://api:8080/file") == BODY
 
 
+def test_default_bridge_container_connected_to_a_user_network_resolves_names(engine):
+    """As docker: connecting a default-bridge container to a user network gives it the network's
+    DNS (its resolv.conf switches to the responder), and disconnecting takes it away again."""
+    engine.ok("network", "create", "appnet")
+    server(engine, "backend", "--network", "appnet")
+    running(engine, "plain")  # the default bridge: no name resolution
+    assert lookup(engine, "plain", "backend").returncode != 0
+    engine.ok("network", "connect", "appnet", "plain")
+    assert fetch_ok(engine, "plain", "http://backend:8080/file") == BODY
+    engine.ok("network", "disconnect", "appnet", "plain")
+    assert lookup(engine, "plain", "backend").returncode != 0
+
+
 def test_alias_round_robin(engine):
     engine.ok("network", "create", "rr")
     running(engine, "w1", "--network", "rr", "--network-alias", "workers")
