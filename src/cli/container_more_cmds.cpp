@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <chrono>
+#include <clocale>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -164,6 +165,9 @@ int cmd_cp(Context& ctx, const Invocation& inv) {
         ""}}};
   ParsedArgs a = parse_command(inv, help);
   require_args(inv, a, 2, 2);
+  // libarchive converts entry names through the locale's charset; in the "C" locale a UTF-8 name
+  // does not convert and libarchive 3.6's tar writer crashes. (The API server does this per thread.)
+  if (!::setlocale(LC_CTYPE, "C.UTF-8")) ::setlocale(LC_CTYPE, "C.utf8");
   // docker's splitCpArg: an absolute path or one starting with "." is local; else CONTAINER:PATH.
   auto split = [](const std::string& arg) -> std::pair<std::string, std::string> {
     if (arg.empty() || arg[0] == '/' || arg[0] == '.') return {"", arg};

@@ -69,6 +69,21 @@ def test_cp_file_out_and_in(engine, tmp_path):
     assert sh(engine, "c1", "cat /tmp/renamed") == "second\n"
 
 
+def test_cp_non_ascii_names_to_a_tar_stream(engine, tmp_path):
+    """UTF-8 names through libarchive (which crashed on them in the C locale)."""
+    running(engine, "c1")
+    sh(engine, "c1", "mkdir /tmp/d && echo accent > '/tmp/d/é ü.txt'")
+    r = subprocess.run([*engine.prefix(), engine.binary, "--root", str(engine.root), "cp", "c1:/tmp/d", "-"],
+                       capture_output=True, env={**os.environ, "BERTH_RUN_DIR": str(engine.run_dir), "LC_ALL": "C"})
+    assert r.returncode == 0, r.stderr
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+        names = t.getnames()
+        assert "d/é ü.txt" in names, names
+        assert t.extractfile("d/é ü.txt").read() == b"accent\n"
+
+
 def test_cp_directory_semantics(engine, tmp_path):
     running(engine, "c1")
     sh(engine, "c1", "mkdir -p /srv/d/sub && echo a > /srv/d/a && echo b > /srv/d/sub/b && ln -s a /srv/d/link")
