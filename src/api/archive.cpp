@@ -116,10 +116,10 @@ std::function<void(int)> body_writer(const std::string& body) {
 
 // A consumer sending what it reads as a chunked 200 response. The headers go out with the first
 // bytes, so a producer that fails before writing anything (no such image) still gets its error
-// status. content_type may carry more header lines ("…\r\nName: value"): begin_chunked takes no
-// other headers.
-std::function<void(int)> response_writer(Call& call, std::string content_type) {
-  return [&call, content_type = std::move(content_type)](int fd) {
+// status.
+std::function<void(int)> response_writer(Call& call, std::string content_type,
+                                         std::map<std::string, std::string> headers = {}) {
+  return [&call, content_type = std::move(content_type), headers = std::move(headers)](int fd) {
     std::unique_ptr<char[]> buf(new char[kChunk]);
     for (;;) {
       ssize_t n = ::read(fd, buf.get(), kChunk);
@@ -128,7 +128,7 @@ std::function<void(int)> response_writer(Call& call, std::string content_type) {
         throw_errno("read the response stream");
       }
       if (n == 0) return;
-      if (!call.conn.responded()) call.conn.begin_chunked(200, content_type);
+      if (!call.conn.responded()) call.conn.begin_chunked(200, content_type, headers);
       if (!call.conn.chunk(std::string_view(buf.get(), static_cast<size_t>(n)))) {
         call.conn.close_after();  // the client went away: the producer's next write fails
         return;
@@ -138,8 +138,8 @@ std::function<void(int)> response_writer(Call& call, std::string content_type) {
 }
 
 // The end of a response that response_writer streamed (or an empty one, when nothing came).
-void finish_stream(Call& call, std::string_view content_type) {
-  if (!call.conn.responded()) call.conn.begin_chunked(200, content_type);
+void finish_stream(Call& call, std::string_view content_type, const std::map<std::string, std::string>& headers = {}) {
+  if (!call.conn.responded()) call.conn.begin_chunked(200, content_type, headers);
   call.conn.end_chunked();
 }
 
@@ -407,21 +407,22 @@ void archive_get(Call& call) {
   Opened o = open_container(call);
   call.release();
   std::string stat = path_stat(o, p);
-  std::string content_type = "application/x-tar\r\nX-Docker-Container-Path-Stat: " + stat;
+  const std::string content_type = "application/x-tar";
+  const std::map<std::string, std::string> headers = {{"X-Docker-Container-Path-Stat", stat}};
   const engine::cp::Tree& tree = *o.tree;
   auto copy = [&](int fd) { cp_errors([&] { engine::cp::copy_from(tree, p.request, "-", {}, fd); }); };
   std::string to = p.name == "." ? "." : p.top;
   if (to == p.top) {
-    through_pipe(copy, response_writer(call, content_type));
+    through_pipe(copy, response_writer(call, content_type, headers));
   } else {
     through_pipe(
         [&](int fd) {
           through_pipe(
               copy, [&](int in) { rebase_tar(in, fd, p.top, to); }, true);
         },
-        response_writer(call, content_type));
+        response_writer(call, content_type, headers));
   }
-  finish_stream(call, content_type);
+  finish_stream(call, content_type, headers);
 }
 
 // PUT /containers/{id}/archive?path=DIR: extracts the body (a tar, maybe compressed) into DIR.

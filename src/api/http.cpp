@@ -349,8 +349,11 @@ void Connection::no_content(int status) {
   write(out);
 }
 
-void Connection::begin_chunked(int status, std::string_view content_type) {
-  std::string out = head(status, content_type, {{"Transfer-Encoding", "chunked"}}, keep_alive_) + "\r\n";
+void Connection::begin_chunked(int status, std::string_view content_type,
+                               const std::map<std::string, std::string>& headers) {
+  std::map<std::string, std::string> all = headers;
+  all["Transfer-Encoding"] = "chunked";
+  std::string out = head(status, content_type, all, keep_alive_) + "\r\n";
   responded_ = true;
   write(out);
 }

@@ -83,7 +83,7 @@ class Connection {
   void no_content(int status = 204);
 
   // A chunked streaming response: headers now, then chunks, then the end.
-  void begin_chunked(int status, std::string_view content_type);
+  void begin_chunked(int status, std::string_view content_type, const std::map<std::string, std::string>& headers = {});
   // False when the client went away.
   bool chunk(std::string_view data);
   void end_chunked();

@@ -92,6 +92,19 @@ std::optional<image::Credentials> header_credentials(const Request& req) {
   return image::Credentials{user, pass};
 }
 
+// Insecure registries from serve's options; credentials from X-Registry-Auth, else the
+// server's docker config.
+image::RegistryOptions registry_options(const Call& call, const image::Reference& ref) {
+  image::RegistryOptions o;
+  o.insecure_registries = call.server.options().insecure_registries;
+  o.credentials = header_credentials(call.req);
+  if (!o.credentials) {
+    std::string cfg = call.server.options().docker_config;
+    o.credentials = image::load_credentials(ref.domain, cfg.empty() ? "" : cfg + "/config.json");
+  }
+  return o;
+}
+
 std::string progress_bar(int64_t current, int64_t total) {
   if (total <= 0) return "";
   int width = 50;
@@ -127,12 +140,7 @@ void create(Call& call) {
     throw HttpError(400, e.what());
   }
   image::PullOptions opts;
-  opts.registry.insecure_registries = call.server.options().insecure_registries;
-  opts.registry.credentials = header_credentials(call.req);
-  if (!opts.registry.credentials) {
-    std::string cfg = call.server.options().docker_config;
-    opts.registry.credentials = image::load_credentials(ref.domain, cfg.empty() ? "" : cfg + "/config.json");
-  }
+  opts.registry = registry_options(call, ref);
   if (!call.req.q("platform").empty()) opts.platform = image::parse_platform(call.req.q("platform"));
   call.conn.begin_chunked(200, "application/json");
   std::mutex mu;
@@ -286,12 +294,7 @@ void push(Call& call) {
   }
   image::ImageRecord img = find_image(call, ref.str());
   image::PushOptions opts;
-  opts.registry.insecure_registries = call.server.options().insecure_registries;
-  opts.registry.credentials = header_credentials(call.req);
-  if (!opts.registry.credentials) {
-    std::string cfg = call.server.options().docker_config;
-    opts.registry.credentials = image::load_credentials(ref.domain, cfg.empty() ? "" : cfg + "/config.json");
-  }
+  opts.registry = registry_options(call, ref);
   call.conn.begin_chunked(200, "application/json");
   auto send = [&](const json& j) { call.conn.chunk(j.dump() + "\r\n"); };
   send({{"status", "The push refers to repository [" + ref.name() + "]"}});
