@@ -114,20 +114,11 @@ void events(Call& c) {
   c.conn.begin_chunked(200, "application/json");
   c.release();
   for (;;) {
-    auto rows = engine::read_events(c.engine().db(), last_seq);
+    bool past_until = false;
+    auto rows = engine::next_events(c.engine().db(), last_seq, since, until, filters, past_until);
     c.release();
     std::string out;
-    bool past_until = false;
-    for (const auto& e : rows) {
-      last_seq = e.seq;
-      if (since && e.time_ns < *since) continue;
-      if (until && e.time_ns > *until) {
-        past_until = true;
-        break;
-      }
-      if (!engine::event_matches(e, filters)) continue;
-      out += engine::event_message(e).dump() + "\n";
-    }
+    for (const auto& e : rows) out += engine::event_message(e).dump() + "\n";
     if (!out.empty() && !c.conn.chunk(out)) return;
     if (past_until || (until && now_ns() > *until)) break;
     pollfd p{c.conn.fd(), 0, 0};

@@ -532,17 +532,10 @@ int cmd_events(Context& ctx, const Invocation& inv) {
   bool follow = !until || *until > now;
   if (follow) catch_interrupts();
   for (;;) {
-    std::vector<engine::EventRow> rows = engine::read_events(db, last_seq);
-    std::string out;
     bool past_until = false;
+    std::vector<engine::EventRow> rows = engine::next_events(db, last_seq, since, until, filters, past_until);
+    std::string out;
     for (const auto& e : rows) {
-      last_seq = e.seq;
-      if (since && e.time_ns < *since) continue;
-      if (until && e.time_ns > *until) {
-        past_until = true;
-        break;
-      }
-      if (!engine::event_matches(e, filters)) continue;
       json m = engine::event_message(e);
       if (json_lines) {
         out += event_json_line(m) + "\n";

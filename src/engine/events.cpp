@@ -19,6 +19,23 @@ std::vector<EventRow> read_events(sql::Db& db, int64_t after) {
   return rows;
 }
 
+std::vector<EventRow> next_events(sql::Db& db, int64_t& last_seq, std::optional<int64_t> since,
+                                  std::optional<int64_t> until,
+                                  const std::map<std::string, std::vector<std::string>>& filters, bool& past_until) {
+  std::vector<EventRow> out;
+  past_until = false;
+  for (auto& e : read_events(db, last_seq)) {
+    last_seq = e.seq;
+    if (since && e.time_ns < *since) continue;
+    if (until && e.time_ns > *until) {
+      past_until = true;
+      break;
+    }
+    if (event_matches(e, filters)) out.push_back(std::move(e));
+  }
+  return out;
+}
+
 int64_t last_event_seq(sql::Db& db) {
   sql::Stmt s(db, "SELECT COALESCE(MAX(seq),0) FROM events");
   return s.step() ? s.integer(0) : 0;
