@@ -417,6 +417,9 @@ void refresh(Engine& engine, sql::Db& db, Container& c) {
     c.health = status["health"];
   if (!c.running()) return;
   bool alive = shim_alive(engine.state_dir(c.id));
+  // The shim records the exit and then ends: when it is gone, what it recorded last is read
+  // again, or an exit between the two reads would look like a shim that died unrecorded.
+  if (!alive) status = read_json_file(dir + "/status.json");
   Container before = c;
   if (status.is_object()) c.log_dropped = jint(status, "log_dropped");
   std::string sstate = status.is_object() ? jstr(status, "state") : "";
