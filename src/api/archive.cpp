@@ -513,6 +513,42 @@ void load(Call& call) {
 
 }  // namespace
 
+void import_from_body(Call& call) {
+  std::string source = call.req.q("fromSrc");
+  // docker's daemon downloads a URL itself; berth's server reaches no network for it.
+  if (source != "-")
+    throw HttpError(501, "berth serve imports only from the request body (fromSrc=-), not from " + source);
+  image::ImportOptions o;
+  for (auto [it, end] = call.req.query.equal_range("changes"); it != end; ++it) o.changes.push_back(it->second);
+  o.message = call.req.q("message");
+  o.input_name = "the request body";
+  std::string repo = call.req.q("repo");
+  if (!repo.empty()) {
+    std::string tag = call.req.q("tag");
+    o.reference = tag.empty() ? repo : repo + ":" + tag;
+    try {
+      image::parse_reference(o.reference);
+    } catch (const std::exception& e) {
+      throw HttpError(400, e.what());
+    }
+  }
+  try {
+    if (!call.req.q("platform").empty()) o.platform = image::parse_platform(call.req.q("platform"));
+    // A bad --change is refused before the body is read, as docker does.
+    image::apply_changes(image::empty_container_config(), o.changes);
+  } catch (const std::exception& e) {
+    throw HttpError(400, e.what());
+  }
+  image::ImageRecord rec;
+  through_pipe(body_writer(call.req.body), [&](int fd) { rec = image::import_image(call.images(), fd, o); });
+  call.release();
+  // Nothing was written before the import ended, so its errors went out above with their own
+  // status; docker's stream for a body import is the one status line with the image ID.
+  call.conn.begin_chunked(200, "application/json");
+  call.conn.chunk(json({{"status", rec.id}}).dump() + "\r\n");
+  call.conn.end_chunked();
+}
+
 std::vector<Route> archive_routes() {
   return {{"HEAD", "/containers/{}/archive", archive_head},
           {"GET", "/containers/{}/archive", archive_get},

@@ -253,6 +253,14 @@ void rename(Call& call) {
   call.conn.no_content();
 }
 
+// POST /containers/{id}/update: docker update (resources and restart policy).
+void update(Call& call) {
+  json body = call.req.json_body();
+  if (!body.is_object()) throw HttpError(400, "invalid update body: a JSON object is expected");
+  std::vector<std::string> warnings = call.engine().update(call.params[0], body);
+  call.conn.json(200, {{"Warnings", warnings}});
+}
+
 void pause(Call& call) {
   call.engine().pause(call.params[0]);
   call.conn.no_content();
@@ -597,11 +605,11 @@ std::vector<Route> container_routes() {
       {"POST", "/containers/{}/start", start},     {"POST", "/containers/{}/stop", stop},
       {"POST", "/containers/{}/restart", restart}, {"POST", "/containers/{}/kill", kill},
       {"POST", "/containers/{}/wait", wait},       {"DELETE", "/containers/{}", remove},
-      {"POST", "/containers/{}/rename", rename},   {"POST", "/containers/{}/pause", pause},
-      {"POST", "/containers/{}/unpause", unpause}, {"POST", "/containers/{}/resize", resize},
-      {"GET", "/containers/{}/logs", logs},        {"POST", "/containers/{}/attach", attach},
-      {"GET", "/containers/{}/top", top},          {"GET", "/containers/{}/changes", changes},
-      {"GET", "/containers/{}/stats", stats},
+      {"POST", "/containers/{}/rename", rename},   {"POST", "/containers/{}/update", update},
+      {"POST", "/containers/{}/pause", pause},     {"POST", "/containers/{}/unpause", unpause},
+      {"POST", "/containers/{}/resize", resize},   {"GET", "/containers/{}/logs", logs},
+      {"POST", "/containers/{}/attach", attach},   {"GET", "/containers/{}/top", top},
+      {"GET", "/containers/{}/changes", changes},  {"GET", "/containers/{}/stats", stats},
   };
 }
 

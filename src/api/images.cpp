@@ -127,7 +127,7 @@ std::string progress_bar(int64_t current, int64_t total) {
 void create(Call& call) {
   std::string from = call.req.q("fromImage");
   if (from.empty()) {
-    if (!call.req.q("fromSrc").empty()) throw HttpError(501, "berth serve does not import images yet (fromSrc)");
+    if (!call.req.q("fromSrc").empty()) return import_from_body(call);
     throw HttpError(400, "fromImage or fromSrc is required");
   }
   std::string tag = call.req.q("tag");

@@ -88,6 +88,10 @@ int status_for(const std::exception& e) {
   auto has = [&](const char* s) { return m.find(s) != std::string::npos; };
   if (has("No such") || has("no such") || has("not found") || has("Could not find")) return 404;
   if (has("has active endpoints")) return 403;  // docker's status for a network in use
+  // docker's checks of resource values (update, create) are bad parameters.
+  if (has("Minimum memory") || has("Minimum memoryswap") || has("Range of ") || has("can not be less than")) return 400;
+  // … and an update that contradicts the container's settings is a conflict.
+  if (has("Memory limit should be smaller") || has("Restart policy cannot be updated")) return 409;
   if (has("Conflict") || has("in use") || has("is not running") || has("is already") || has("already exists") ||
       has("is paused") || has("cannot remove a running") || has("is running"))
     return 409;

@@ -103,6 +103,10 @@ std::vector<Route> volume_routes();
 std::vector<Route> network_routes();
 std::vector<Route> archive_routes();
 
+// POST /images/create?fromSrc=-: the body is a root filesystem tarball made into an image
+// (docker import). Defined with the other tar streams (archive.cpp).
+void import_from_body(Call& call);
+
 // docker's stdcopy frame (multiplexed stdout = 1 / stderr = 2): an 8-byte header, then payload.
 std::string frame(uint8_t stream, std::string_view payload);
 

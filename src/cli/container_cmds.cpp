@@ -355,6 +355,18 @@ int cmd_rename(Context& ctx, const Invocation& inv) {
   return 0;
 }
 
+int cmd_update(Context& ctx, const Invocation& inv) {
+  CommandHelp help{"berth update [OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers",
+                   container_update_flags()};
+  ParsedArgs a = parse_command(inv, help);
+  require_args(inv, a, 1, -1);
+  nlohmann::json body = update_body_from_flags(a);
+  return for_each_container(a.positionals, [&](const std::string& ref) {
+    for (const auto& w : ctx.engine().update(ref, body)) std::cerr << "WARNING: " << w << "\n";
+    std::cout << ref << "\n";
+  });
+}
+
 int cmd_pause(Context& ctx, const Invocation& inv) {
   CommandHelp help{"berth pause CONTAINER [CONTAINER...]", "Pause all processes within one or more containers", {}};
   ParsedArgs a = parse_command(inv, help);

@@ -668,6 +668,42 @@ std::vector<std::string> read_kv_file(const std::string& path, bool lookup_env) 
   return out;
 }
 
+std::vector<FlagSpec> container_update_flags() {
+  // create's flags of the same names (same help).
+  static const std::set<std::string> names = {
+      "blkio-weight", "cpu-period", "cpu-quota",          "cpu-shares",  "cpus",       "cpuset-cpus",
+      "cpuset-mems",  "memory",     "memory-reservation", "memory-swap", "pids-limit", "restart"};
+  std::vector<FlagSpec> flags;
+  for (auto& f : container_create_flags(false))
+    if (names.count(f.name)) flags.push_back(std::move(f));
+  return flags;
+}
+
+json update_body_from_flags(const ParsedArgs& a) {
+  json body = json::object();
+  if (a.has("blkio-weight")) body["BlkioWeight"] = int_flag(a, "blkio-weight", 0, 65535);
+  if (a.has("cpu-period")) body["CpuPeriod"] = int_flag(a, "cpu-period");
+  if (a.has("cpu-quota")) body["CpuQuota"] = int_flag(a, "cpu-quota");
+  if (a.has("cpu-shares")) body["CpuShares"] = int_flag(a, "cpu-shares");
+  if (a.has("cpus")) {
+    try {
+      body["NanoCpus"] = parse_nano_cpus(a.get("cpus"));
+    } catch (const UsageError& e) {
+      bad_value("cpus", a.get("cpus"), e.what());
+    }
+  }
+  if (a.has("cpuset-cpus")) body["CpusetCpus"] = a.get("cpuset-cpus");
+  if (a.has("cpuset-mems")) body["CpusetMems"] = a.get("cpuset-mems");
+  if (a.has("memory")) body["Memory"] = bytes_flag(a, "memory");
+  if (a.has("memory-reservation")) body["MemoryReservation"] = bytes_flag(a, "memory-reservation");
+  if (a.has("memory-swap")) body["MemorySwap"] = a.get("memory-swap") == "-1" ? -1 : bytes_flag(a, "memory-swap");
+  if (a.has("pids-limit")) body["PidsLimit"] = int_flag(a, "pids-limit");
+  if (a.has("restart")) body["RestartPolicy"] = parse_restart_policy(a.get("restart"));
+  // docker's CLI refuses an update that changes nothing.
+  if (body.empty()) throw UsageError("you must provide one or more flags when using this command");
+  return body;
+}
+
 json create_body_from_flags(const ParsedArgs& a, bool run, const std::string& cwd) {
   const std::string cmd_name = run ? "berth run" : "berth create";
   if (a.positionals.empty()) throw UsageError("\"" + cmd_name + "\" requires at least 1 argument.");

@@ -26,6 +26,10 @@ std::vector<FlagSpec> container_create_flags(bool run);
 // UsageError (exit 125) naming the bad value.
 nlohmann::json create_body_from_flags(const ParsedArgs& args, bool run, const std::string& cwd);
 
+// Flags of `berth update` and docker's ContainerUpdate body from them (only what was given).
+std::vector<FlagSpec> container_update_flags();
+nlohmann::json update_body_from_flags(const ParsedArgs& args);
+
 // Pieces, exposed for the API server and compose (same rules, same messages).
 
 // Go's time.ParseDuration → nanoseconds: "1m30s", "1.5h", "300ms". Throws UsageError

@@ -54,6 +54,7 @@ int cmd_rm(Context&, const Invocation&);
 int cmd_wait(Context&, const Invocation&);
 int cmd_rename(Context&, const Invocation&);
 int cmd_pause(Context&, const Invocation&);
+int cmd_update(Context&, const Invocation&);
 int cmd_unpause(Context&, const Invocation&);
 int cmd_ps(Context&, const Invocation&);
 int cmd_inspect(Context&, const Invocation&);

@@ -1413,4 +1413,149 @@ void Engine::unpause(const std::string& ref) {
   impl_->add_event("container", "unpause", c.id, {{"name", c.name}, {"image", c.image_name}});
 }
 
+namespace {
+
+// A member of docker's update body: absent or null is "not changed"; a non-integer is refused.
+std::optional<int64_t> update_number(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer()) throw Error(std::string("invalid value for ") + key + ": " + it->dump());
+  return it->get<int64_t>();
+}
+
+std::string update_text(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return "";
+  if (!it->is_string()) throw Error(std::string("invalid value for ") + key + ": " + it->dump());
+  return it->get<std::string>();
+}
+
+// docker's update rules (daemon verifyPlatformContainerResources and container UpdateContainer),
+// in docker's words: returns the new HostConfig.
+json updated_host_config(const json& host_config, const json& body, long cpus) {
+  json hc = host_config;
+  const int64_t memory = update_number(body, "Memory").value_or(0);
+  const int64_t swap = update_number(body, "MemorySwap").value_or(0);
+  const int64_t reservation = update_number(body, "MemoryReservation").value_or(0);
+  const int64_t shares = update_number(body, "CpuShares").value_or(0);
+  const int64_t nano = update_number(body, "NanoCpus").value_or(0);
+  const int64_t period = update_number(body, "CpuPeriod").value_or(0);
+  const int64_t quota = update_number(body, "CpuQuota").value_or(0);
+  const int64_t blkio = update_number(body, "BlkioWeight").value_or(0);
+  const std::optional<int64_t> pids = update_number(body, "PidsLimit");
+  const std::string cpuset_cpus = update_text(body, "CpusetCpus"), cpuset_mems = update_text(body, "CpusetMems");
+
+  if (memory < 0 && memory != -1) throw Error("invalid Memory: " + std::to_string(memory));
+  if (memory > 0 && memory < 6 * 1024 * 1024) throw Error("Minimum memory limit allowed is 6MB");
+  if (memory > 0 && swap > 0 && swap < memory)
+    throw Error("Minimum memoryswap limit should be larger than memory limit, see usage");
+  if (nano < 0 || (nano > 0 && (nano < 10000000 || nano > cpus * 1000000000LL)))
+    throw Error("Range of CPUs is from 0.01 to " + std::to_string(cpus) + ".00, as there are only " +
+                std::to_string(cpus) + " CPUs available");
+  if (nano > 0 && (period > 0 || quota > 0))
+    throw Error("Conflicting options: Nano CPUs and CPU Period cannot both be set");
+  if (period != 0 && (period < 1000 || period > 1000000))
+    throw Error("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1 second (i.e. 1000000)");
+  if (quota > 0 && quota < 1000) throw Error("CPU cfs quota can not be less than 1ms (i.e. 1000)");
+  if (blkio != 0 && (blkio < 10 || blkio > 1000)) throw Error("Range of blkio weight is from 10 to 1000");
+  if (shares < 0) throw Error("invalid CpuShares: " + std::to_string(shares));
+
+  auto current = [&](const char* key) { return jint(hc, key); };
+  if (nano > 0 && current("CpuPeriod") > 0)
+    throw Error("Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set");
+  if (nano > 0 && current("CpuQuota") > 0)
+    throw Error("Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set");
+  if (period > 0 && current("NanoCpus") > 0)
+    throw Error("Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set");
+  if (quota > 0 && current("NanoCpus") > 0)
+    throw Error("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set");
+  if (memory != 0) {
+    // The swap the container has: what was set, or the default of as much again as the memory.
+    int64_t current_swap = current("MemorySwap");
+    if (current_swap == 0 && current("Memory") > 0) current_swap = 2 * current("Memory");
+    if (memory > current_swap && swap == 0)
+      throw Error(
+          "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time");
+    hc["Memory"] = memory;
+  }
+  if (blkio != 0) hc["BlkioWeight"] = blkio;
+  if (shares != 0) hc["CpuShares"] = shares;
+  if (nano != 0) hc["NanoCpus"] = nano;
+  if (period != 0) hc["CpuPeriod"] = period;
+  if (quota != 0) hc["CpuQuota"] = quota;
+  if (!cpuset_cpus.empty()) hc["CpusetCpus"] = cpuset_cpus;
+  if (!cpuset_mems.empty()) hc["CpusetMems"] = cpuset_mems;
+  if (swap != 0) hc["MemorySwap"] = swap;
+  if (reservation != 0) hc["MemoryReservation"] = reservation;
+  if (pids) hc["PidsLimit"] = *pids;
+
+  auto rp = body.find("RestartPolicy");
+  if (rp != body.end() && rp->is_object() && !jstr(*rp, "Name").empty()) {
+    std::string name = jstr(*rp, "Name");
+    if (name != "no" && name != "always" && name != "unless-stopped" && name != "on-failure")
+      throw Error("invalid restart policy '" + name + "'");
+    int64_t retries = jint(*rp, "MaximumRetryCount");
+    if (retries < 0) throw Error("invalid restart policy: maximum retry count cannot be negative");
+    if (retries > 0 && name != "on-failure")
+      throw Error("invalid restart policy: maximum retry count can only be used with 'on-failure'");
+    if (hc.value("AutoRemove", false) && name != "no")
+      throw Error("Restart policy cannot be updated because AutoRemove is enabled for the container");
+    hc["RestartPolicy"] = {{"Name", name}, {"MaximumRetryCount", retries}};
+  }
+  return hc;
+}
+
+// config.json with the resource limits of host_config (devices kept).
+json spec_with_limits(json spec, const json& host_config) {
+  json& resources = spec["linux"]["resources"];
+  if (!resources.is_object()) resources = json::object();
+  for (const char* key : {"memory", "cpu", "pids", "blockIO"}) resources.erase(key);
+  resources.update(resource_limits(host_config));
+  return spec;
+}
+
+}  // namespace
+
+std::vector<std::string> Engine::update(const std::string& ref, const json& body) {
+  if (!body.is_object()) throw Error("invalid update body: a JSON object is expected");
+  Container c = get(ref);
+  ContainerLock lock(root_, c.id, true);
+  c = get(c.id);
+  if (c.state == "removing" || c.state == "removing-volumes" || c.state == "dead")
+    throw StatusError("Container is marked for removal and cannot be \"updated\".", 1);
+  const json old_host_config = c.config.value("HostConfig", json::object());
+  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  json host_config = updated_host_config(old_host_config, body, cpus > 0 ? cpus : 1);
+
+  const std::string dir = container_dir(c.id);
+  const std::string spec_path = dir + "/config.json";
+  const std::string old_spec = read_file(spec_path);
+  json spec = spec_with_limits(json::parse(old_spec), host_config);
+  json config = c.config;
+  config["HostConfig"] = host_config;
+  auto store = [&](const std::string& spec_text, const json& cfg) {
+    write_file_atomic(spec_path, spec_text, 0600, true);
+    sql::Stmt(impl_->db, "UPDATE containers SET config=? WHERE id=?").bind(1, cfg.dump()).bind(2, c.id).run();
+  };
+  // Stored first, then applied: a crash in between leaves the new limits for the next start.
+  store(spec.dump(), config);
+  std::string policy = restart_policy_arg(host_config);
+  try {
+    if (c.running()) {
+      std::string resources_path = dir + "/update-resources.json";
+      write_file_atomic(resources_path, spec["linux"]["resources"].dump(), 0600);
+      auto r = run_process({runtime_path(), "--root", runtime_root(), "update", "--resources", resources_path, c.id});
+      ::unlink(resources_path.c_str());
+      if (r.status != 0) throw Error("Cannot update container " + c.id + ": " + std::string(trim(r.err)));
+    }
+    // The shim reads the policy again each time the container exits (see shim/main.cpp).
+    if (restart_policy_arg(old_host_config) != policy) write_file_atomic(dir + "/restart-policy", policy, 0600, true);
+  } catch (...) {
+    store(old_spec, c.config);
+    throw;
+  }
+  impl_->add_event("container", "update", c.id, {{"name", c.name}, {"image", c.image_name}});
+  return {};
+}
+
 }  // namespace berth::engine

@@ -130,6 +130,11 @@ class Engine {
   std::vector<std::string> boot();
   void pause(const std::string& id);
   void unpause(const std::string& id);
+  // docker update: body is docker's ContainerUpdate body (resource limits and RestartPolicy).
+  // Stored for later starts and applied at once to a running container (its cgroup through the
+  // runtime, its restart policy through the shim); a failed live change leaves the old settings.
+  // Returns docker's Warnings.
+  std::vector<std::string> update(const std::string& id, const nlohmann::json& body);
   // network connect / disconnect: recorded in the container's config, and made in its network
   // namespace at once when it runs.
   void connect(const std::string& network, const std::string& container, const EndpointRequest& request);

@@ -601,6 +601,43 @@ EffectiveConfig effective_config(const SpecInput& in) {
   return e;
 }
 
+json resource_limits(const json& hc) {
+  json limits = json::object();
+  json memory = json::object();
+  const int64_t mem = integer(hc, "Memory");
+  if (mem > 0) memory["limit"] = mem;
+  if (integer(hc, "MemoryReservation") > 0) memory["reservation"] = integer(hc, "MemoryReservation");
+  int64_t swap = integer(hc, "MemorySwap");
+  if (swap == 0 && mem > 0) swap = 2 * mem;  // the daemon's default: as much swap as memory
+  if (swap != 0) memory["swap"] = swap;
+  if (member(hc, "MemorySwappiness").is_number_integer() && integer(hc, "MemorySwappiness") >= 0)
+    memory["swappiness"] = integer(hc, "MemorySwappiness");
+  if (boolean(hc, "OomKillDisable")) memory["disableOOMKiller"] = true;
+  if (!memory.empty()) limits["memory"] = memory;
+
+  json cpu = json::object();
+  if (integer(hc, "CpuShares") > 0) cpu["shares"] = integer(hc, "CpuShares");
+  if (integer(hc, "NanoCpus") > 0) {
+    cpu["period"] = 100000;
+    cpu["quota"] = integer(hc, "NanoCpus") * 100000 / 1000000000;
+  } else {
+    if (integer(hc, "CpuPeriod") > 0) cpu["period"] = integer(hc, "CpuPeriod");
+    if (integer(hc, "CpuQuota") != 0) cpu["quota"] = integer(hc, "CpuQuota");
+  }
+  if (!str(hc, "CpusetCpus").empty()) cpu["cpus"] = str(hc, "CpusetCpus");
+  if (!str(hc, "CpusetMems").empty()) cpu["mems"] = str(hc, "CpusetMems");
+  if (!cpu.empty()) limits["cpu"] = cpu;
+  if (member(hc, "PidsLimit").is_number_integer()) {
+    int64_t pids = integer(hc, "PidsLimit");
+    if (pids != 0)
+      limits["pids"] = {{"limit", pids < 0 ? -1 : pids}};
+    else
+      limits["pids"] = {{"limit", -1}};
+  }
+  if (integer(hc, "BlkioWeight") > 0) limits["blockIO"] = {{"weight", integer(hc, "BlkioWeight")}};
+  return limits;
+}
+
 json build_oci_spec(const SpecInput& in) {
   EffectiveConfig eff = effective_config(in);
   const json& cfg = in.config;
@@ -760,38 +797,7 @@ json build_oci_spec(const SpecInput& in) {
   if (!devices.empty()) linux_["devices"] = devices;
   resources["devices"] = dev_rules;
 
-  json memory = json::object();
-  const int64_t mem = integer(hc, "Memory");
-  if (mem > 0) memory["limit"] = mem;
-  if (integer(hc, "MemoryReservation") > 0) memory["reservation"] = integer(hc, "MemoryReservation");
-  int64_t swap = integer(hc, "MemorySwap");
-  if (swap == 0 && mem > 0) swap = 2 * mem;  // the daemon's default: as much swap as memory
-  if (swap != 0) memory["swap"] = swap;
-  if (member(hc, "MemorySwappiness").is_number_integer() && integer(hc, "MemorySwappiness") >= 0)
-    memory["swappiness"] = integer(hc, "MemorySwappiness");
-  if (boolean(hc, "OomKillDisable")) memory["disableOOMKiller"] = true;
-  if (!memory.empty()) resources["memory"] = memory;
-
-  json cpu = json::object();
-  if (integer(hc, "CpuShares") > 0) cpu["shares"] = integer(hc, "CpuShares");
-  if (integer(hc, "NanoCpus") > 0) {
-    cpu["period"] = 100000;
-    cpu["quota"] = integer(hc, "NanoCpus") * 100000 / 1000000000;
-  } else {
-    if (integer(hc, "CpuPeriod") > 0) cpu["period"] = integer(hc, "CpuPeriod");
-    if (integer(hc, "CpuQuota") != 0) cpu["quota"] = integer(hc, "CpuQuota");
-  }
-  if (!str(hc, "CpusetCpus").empty()) cpu["cpus"] = str(hc, "CpusetCpus");
-  if (!str(hc, "CpusetMems").empty()) cpu["mems"] = str(hc, "CpusetMems");
-  if (!cpu.empty()) resources["cpu"] = cpu;
-  if (member(hc, "PidsLimit").is_number_integer()) {
-    int64_t pids = integer(hc, "PidsLimit");
-    if (pids != 0)
-      resources["pids"] = {{"limit", pids < 0 ? -1 : pids}};
-    else
-      resources["pids"] = {{"limit", -1}};
-  }
-  if (integer(hc, "BlkioWeight") > 0) resources["blockIO"] = {{"weight", integer(hc, "BlkioWeight")}};
+  resources.update(resource_limits(hc));
   linux_["resources"] = resources;
 
   json sysctl = json::object();

@@ -80,6 +80,10 @@ EffectiveConfig effective_config(const SpecInput& in);
 // an unknown user/group/capability, a bad SecurityOpt, or --init without an init binary.
 nlohmann::json build_oci_spec(const SpecInput& in);
 
+// The memory, cpu, pids and blockIO members of linux.resources for a HostConfig, as
+// build_oci_spec sets them (and `update` applies to a running container).
+nlohmann::json resource_limits(const nlohmann::json& host_config);
+
 // docker's capability set: the default 14 ± adds/drops (ALL, with or without CAP_, any case),
 // or every capability when privileged. Throws Error `unknown capability: "CAP_X"`.
 std::vector<std::string> effective_capabilities(const std::vector<std::string>& cap_add,

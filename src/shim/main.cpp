@@ -313,6 +313,7 @@ class Shim {
   void on_init_exit(int status);
   void begin_start();
   void restart();
+  void reload_restart_policy();
   void finish();
   void flush_clients();
   void spawn_exit_command();
@@ -1098,6 +1099,19 @@ std::string Shim::exit_payload() const {
   return p + "}";
 }
 
+// `update --restart` on a running container: the engine leaves the new policy next to the status
+// file, read at each exit (a missing or unreadable file keeps the policy the shim started with).
+void Shim::reload_restart_policy() {
+  std::string path = o_.status_file.substr(0, o_.status_file.rfind('/') + 1) + "restart-policy";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return;
+  char buf[64];
+  ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  if (n <= 0) return;
+  RestartPolicy policy;
+  if (parse_restart_policy(std::string_view(buf, static_cast<size_t>(n)), policy)) o_.restart = policy;
+}
+
 void Shim::on_init_exit(int status) {
   finished_ns_ = now_ns();
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
@@ -1111,6 +1125,7 @@ void Shim::on_init_exit(int status) {
   stdin_buf_.clear();
   if (log_) log_->push(LogPump::kFlushRecord, {}, finished_ns_);
 
+  reload_restart_policy();
   // Killed before it started (--wait-attach): never restarted.
   if (phase_ != Phase::Created && should_restart(o_.restart, exit_code_, restart_count_) && !stop_requested()) {
     state_ = "restarting";

@@ -384,6 +384,35 @@ def test_restarting_the_server_leaves_containers_running(api):
     assert r.stdout == "still here\n"
 
 
+def test_update_resources_and_restart_policy(api):
+    api.docker_ok("run", "-d", "--name", "upd", "--memory", "64m", "busybox", "sleep", "1000")
+    pid = api.engine.inspect("upd")["State"]["Pid"]
+    r = api.docker("update", "--memory", "80m", "--memory-swap", "200m", "--pids-limit", "30",
+                   "--restart", "unless-stopped", "upd")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "upd\n"
+    hc = json.loads(api.docker_ok("inspect", "-f", "{{json .HostConfig}}", "upd"))
+    assert hc["Memory"] == 80 * 1024 * 1024 and hc["MemorySwap"] == 200 * 1024 * 1024
+    assert hc["PidsLimit"] == 30 and hc["RestartPolicy"]["Name"] == "unless-stopped"
+    with open(f"/proc/{pid}/cgroup") as f:
+        pids_cgroup = [l.split(":", 2)[2].strip() for l in f if l.split(":")[1] in ("pids", "")][0]
+    base = "/sys/fs/cgroup/pids" if os.path.isdir("/sys/fs/cgroup/pids") else "/sys/fs/cgroup"
+    with open(f"{base}{pids_cgroup}/pids.max") as f:
+        assert f.read().strip() == "30"
+    # docker's refusals: status and words; nothing changed.
+    status, _, body = api.request("POST", "/containers/upd/update", body=json.dumps({"Memory": 1024}).encode())
+    assert status == 400 and json.loads(body)["message"] == "Minimum memory limit allowed is 6MB"
+    status, _, body = api.request("POST", "/containers/upd/update", body=json.dumps({"Memory": 1 << 30}).encode())
+    assert status == 409 and "update the memoryswap at the same time" in json.loads(body)["message"]
+    status, _, body = api.request("POST", "/containers/upd/update", body=json.dumps({"Memory": "lots"}).encode())
+    assert status == 400 and "lots" in json.loads(body)["message"]
+    status, _, body = api.request("POST", "/containers/nosuch/update", body=b"{}")
+    assert status == 404
+    r = api.docker("update", "--cpus", "0.5", "--cpu-period", "5000", "upd")
+    assert r.returncode == 1 and "Conflicting options" in r.stderr
+    assert json.loads(api.docker_ok("inspect", "-f", "{{json .HostConfig}}", "upd")) == hc
+
+
 def test_wait_conditions(api):
     api.docker_ok("run", "-d", "--name", "waited", "busybox", "sh", "-c", "sleep 1; exit 9")
     result = {}

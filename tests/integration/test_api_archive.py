@@ -510,3 +510,45 @@ def test_save_endpoints_and_refusals(api, tmp_path):
     assert status == 200
     lines = [json.loads(l) for l in body.splitlines()]
     assert len(lines) == 1 and lines[0]["error"] and lines[0]["errorDetail"]["message"] == lines[0]["error"]
+
+
+# --- docker import -------------------------------------------------------------------------------
+
+def test_export_import_run_with_changes(api, tmp_path):
+    api.docker_ok("run", "--name", "src", "busybox", "sh", "-c", "echo imported-data > /marker")
+    exported = tmp_path / "root.tar"
+    api.docker_ok("export", "src", "-o", exported)
+    r = api.docker("import", "-c", "ENV GREETING=hello", "-c", "WORKDIR /etc", "-c", 'CMD ["cat", "/marker"]',
+                   "-m", "from a test", exported, "imported/root:v1")
+    assert r.returncode == 0, r.stderr
+    image_id = r.stdout.strip()
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    info = json.loads(api.docker_ok("image", "inspect", "imported/root:v1"))[0]
+    assert info["Id"] == image_id
+    assert info["Comment"] == "from a test"
+    assert "GREETING=hello" in info["Config"]["Env"] and info["Config"]["WorkingDir"] == "/etc"
+    assert len(info["RootFS"]["Layers"]) == 1
+    assert api.docker_ok("run", "--rm", "imported/root:v1") == "imported-data\n"
+    assert api.docker_ok("run", "--rm", "imported/root:v1", "sh", "-c", "echo $GREETING; pwd") == "hello\n/etc\n"
+
+    # From stdin, untagged, gzip-compressed.
+    with open(exported, "rb") as f:
+        (tmp_path / "root.tar.gz").write_bytes(gzip.compress(f.read()))
+    r = docker_sh(api, f'"$DOCKER" import - < {tmp_path}/root.tar.gz')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith("sha256:")
+    assert api.docker_ok("run", "--rm", r.stdout.strip(), "cat", "/marker") == "imported-data\n"
+
+
+def test_import_refusals_change_nothing(api, tmp_path):
+    before = api.docker_ok("images", "-qa")
+    (tmp_path / "junk").write_bytes(b"not a tar at all" * 100)
+    r = api.docker("import", tmp_path / "junk", "bad/junk")
+    assert r.returncode == 1 and r.stderr.strip()
+    r = api.docker("import", "-c", "RUN true", tmp_path / "junk", "bad/change")
+    assert r.returncode == 1 and "RUN is not a valid change command" in r.stderr
+    status, _, body = api.request("POST", "/images/create?fromSrc=-&repo=bad/Case", body=b"")
+    assert status == 400 and "bad/Case" in json.loads(body)["message"]
+    status, _, body = api.request("POST", "/images/create?fromSrc=http://127.0.0.1:9/x.tar")
+    assert status == 501 and "http://127.0.0.1:9/x.tar" in json.loads(body)["message"]
+    assert api.docker_ok("images", "-qa") == before

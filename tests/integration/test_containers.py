@@ -916,6 +916,55 @@ def test_memory_and_pids_limits(engine):
     assert pids.read_text().strip() == "50"
 
 
+def test_update_changes_limits_live_and_for_later_starts(engine):
+    run_detached(engine, "--name", "upd", "--memory", "64m", "busybox", *LOOP)
+    pid = engine.inspect("upd")["State"]["Pid"]
+    r = engine.run("update", "--memory", "96m", "--pids-limit", "40", "--cpu-shares", "512", "upd")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "upd\n"
+    c = engine.inspect("upd")
+    assert c["HostConfig"]["Memory"] == 96 * 1024 * 1024
+    assert c["HostConfig"]["PidsLimit"] == 40 and c["HostConfig"]["CpuShares"] == 512
+    assert int(cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max").read_text()) == 96 * 1024 * 1024
+    assert cgroup_file(pid, "pids", "pids.max", "pids.max").read_text().strip() == "40"
+    # Kept for the next start.
+    engine.ok("stop", "-t", "0", "upd")
+    engine.ok("start", "upd")
+    pid = engine.inspect("upd")["State"]["Pid"]
+    assert cgroup_file(pid, "pids", "pids.max", "pids.max").read_text().strip() == "40"
+    assert int(cgroup_file(pid, "memory", "memory.limit_in_bytes", "memory.max").read_text()) == 96 * 1024 * 1024
+    # docker's refusals, each with nothing changed.
+    for args, message in [
+        (["--memory", "1m"], "Minimum memory limit allowed is 6MB"),
+        (["--memory", "512m"], "Memory limit should be smaller than already set memoryswap limit"),
+        (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
+        (["--restart", "sometimes"], "sometimes"),
+        ([], "you must provide one or more flags"),
+    ]:
+        r = engine.run("update", *args, "upd")
+        assert r.returncode != 0 and message in r.stderr.splitlines()[0], (args, r.stderr)
+    r = engine.run("update", "--memory", "96m", "nosuch")
+    assert r.returncode == 1 and "No such container: nosuch" in r.stderr
+    assert engine.inspect("upd")["HostConfig"]["Memory"] == 96 * 1024 * 1024
+    engine.ok("rm", "-f", "upd")
+
+
+def test_update_restart_policy_of_a_running_container(engine):
+    run_detached(engine, "--name", "rp", "busybox", "sh", "-c", "sleep 1; exit 3")
+    engine.ok("update", "--restart", "on-failure:2", "rp")
+    assert engine.inspect("rp")["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    # The running shim restarts it under the new policy: twice, then it stays exited.
+    poll(lambda: engine.state("rp")["Status"] == "exited" and engine.inspect("rp")["RestartCount"] == 2,
+         "two restarts under the updated policy", timeout=30)
+    assert engine.state("rp")["ExitCode"] == 3
+    r = engine.run("run", "-d", "--rm", "--name", "auto", "busybox", *LOOP)
+    assert r.returncode == 0, r.stderr
+    r = engine.run("update", "--restart", "always", "auto")
+    assert r.returncode == 1
+    assert "Restart policy cannot be updated because AutoRemove is enabled for the container" in r.stderr
+    engine.ok("rm", "-f", "auto")
+
+
 # ---------------------------------------------------------------------------------------------
 # logs
 
