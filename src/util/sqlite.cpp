@@ -2,11 +2,19 @@
 
 #include <sqlite3.h>
 
+#include <mutex>
+#include <unordered_map>
+
 #include "util/error.hpp"
 
 namespace berth::sql {
 
-Db::Db(const std::string& path) : path_(path) {
+struct Db::StatementCache {
+  std::mutex mutex;  // the connection is shared by a pull's layer threads
+  std::unordered_map<std::string, sqlite3_stmt*> idle;
+};
+
+Db::Db(const std::string& path) : path_(path), cache_(std::make_unique<StatementCache>()) {
   // FULLMUTEX: one connection serves the parallel layer threads of a pull.
   if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {
@@ -22,7 +30,39 @@ Db::Db(const std::string& path) : path_(path) {
   exec("PRAGMA foreign_keys=ON");
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  for (auto& [sql, stmt] : cache_->idle) sqlite3_finalize(stmt);
+  sqlite3_close_v2(db_);
+}
+
+sqlite3_stmt* Db::take_statement(const std::string& sql) {
+  {
+    std::lock_guard lock(cache_->mutex);
+    auto it = cache_->idle.find(sql);
+    if (it != cache_->idle.end()) {
+      sqlite3_stmt* stmt = it->second;
+      cache_->idle.erase(it);
+      return stmt;
+    }
+  }
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+      SQLITE_OK)
+    fail("prepare \"" + sql + "\"");
+  return stmt;
+}
+
+void Db::return_statement(const std::string& sql, sqlite3_stmt* stmt) {
+  if (!stmt) return;
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  {
+    std::lock_guard lock(cache_->mutex);
+    // Bounded: statements built with varying text (IN lists) are not worth keeping.
+    if (cache_->idle.size() < 128 && cache_->idle.emplace(sql, stmt).second) return;
+  }
+  sqlite3_finalize(stmt);
+}
 
 void Db::fail(std::string_view what) const {
   throw Error("database " + path_ + ": " + std::string(what) + ": " + sqlite3_errmsg(db_));
@@ -40,12 +80,9 @@ void Db::exec(std::string_view sql) {
 
 int64_t Db::changes() const { return sqlite3_changes64(db_); }
 
-Stmt::Stmt(Db& db, std::string_view sql) : db_(db), sql_(sql) {
-  if (sqlite3_prepare_v2(db.handle(), sql_.data(), static_cast<int>(sql_.size()), &stmt_, nullptr) != SQLITE_OK)
-    db_.fail("prepare \"" + sql_ + "\"");
-}
+Stmt::Stmt(Db& db, std::string_view sql) : db_(db), sql_(sql) { stmt_ = db_.take_statement(sql_); }
 
-Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+Stmt::~Stmt() { db_.return_statement(sql_, stmt_); }
 
 Stmt& Stmt::bind(int index, std::string_view value) {
   if (sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT) != SQLITE_OK)

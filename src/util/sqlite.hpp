@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,9 +57,16 @@ class Db {
   const std::string& path() const { return path_; }
   [[noreturn]] void fail(std::string_view what) const;
 
+  // Prepared statements are kept for reuse, keyed by their SQL text (a request of the API server
+  // runs the same few statements each time; preparing costs more than running them).
+  sqlite3_stmt* take_statement(const std::string& sql);
+  void return_statement(const std::string& sql, sqlite3_stmt* stmt);
+
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+  struct StatementCache;
+  std::unique_ptr<StatementCache> cache_;
 };
 
 // BEGIN IMMEDIATE … COMMIT; rolls back unless commit() was called.
