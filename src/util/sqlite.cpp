@@ -1,8 +1,10 @@
 #include "util/sqlite.hpp"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <mutex>
+#include <tuple>
 #include <unordered_map>
 
 #include "util/error.hpp"
@@ -25,9 +27,38 @@ Db::Db(const std::string& path) : path_(path), cache_(std::make_unique<Statement
   }
   // Several berth processes share the file: wait for locks instead of failing with SQLITE_BUSY.
   sqlite3_busy_timeout(db_, 30000);
-  exec("PRAGMA journal_mode=WAL");
+  use_wal();
   exec("PRAGMA synchronous=NORMAL");
   exec("PRAGMA foreign_keys=ON");
+}
+
+// WAL is a property of the file: set once, by whichever process creates the database. Switching
+// needs an exclusive lock, and SQLite answers SQLITE_BUSY at once (no busy handler: it could
+// deadlock) when other processes open the new file at the same moment, so that one step retries.
+void Db::use_wal() {
+  auto mode = [this](const char* sql) {
+    std::string result;
+    char* err = nullptr;
+    int rc = sqlite3_exec(
+        db_, sql,
+        [](void* out, int n, char** values, char**) {
+          if (n > 0 && values[0]) *static_cast<std::string*>(out) = values[0];
+          return 0;
+        },
+        &result, &err);
+    std::string msg = err ? err : "";
+    sqlite3_free(err);
+    return std::make_pair(rc, rc == SQLITE_OK ? result : msg);
+  };
+  for (int attempt = 0;; attempt++) {
+    auto [rc, text] = mode("PRAGMA journal_mode");
+    if (rc == SQLITE_OK && text == "wal") return;
+    if (rc == SQLITE_OK) std::tie(rc, text) = mode("PRAGMA journal_mode=WAL");
+    if (rc == SQLITE_OK) return;  // "wal", or "memory" for an in-memory database
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt >= 3000)
+      throw Error("database " + path_ + ": PRAGMA journal_mode=WAL: " + text);
+    ::usleep(10000);
+  }
 }
 
 Db::~Db() {

@@ -63,6 +63,8 @@ class Db {
   void return_statement(const std::string& sql, sqlite3_stmt* stmt);
 
  private:
+  void use_wal();
+
   sqlite3* db_ = nullptr;
   std::string path_;
   struct StatementCache;
