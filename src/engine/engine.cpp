@@ -541,7 +541,7 @@ Container Engine::get(const std::string& ref_in) {
   if (!c || c->state == "creating" || c->state == "removing" || c->state == "removing-volumes")
     throw NotFound("No such container: " + ref_in);
   refresh(*this, impl_->db, *c);
-  return *c;
+  return std::move(*c);
 }
 
 bool Engine::exists(const std::string& id) {

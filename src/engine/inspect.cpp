@@ -34,6 +34,14 @@ std::vector<std::string> container_args(Engine& engine, const Container& c) {
 
 namespace {
 
+// j[key] when it is an object, else an empty object (no copy either way).
+const json& object_member(const json& j, const char* key) {
+  static const json empty = json::object();
+  if (!j.is_object()) return empty;
+  auto it = j.find(key);
+  return it != j.end() && it->is_object() ? *it : empty;
+}
+
 // docker's NetworkSettings: every configured network (addresses only while running) and the
 // published ports (exposed ones without a binding are null).
 json network_settings(Engine& engine, const Container& c) {
@@ -57,17 +65,14 @@ json network_settings(Engine& engine, const Container& c) {
                    {"IPv6Gateway", ""},
                    {"MacAddress", ""},
                    {"Networks", json::object()}};
-  const json& hc = c.config.value("HostConfig", json::object());
-  const json& config = c.config.value("Config", json::object());
+  const json& hc = object_member(c.config, "HostConfig");
+  const json& config = object_member(c.config, "Config");
   std::string mode = hc.value("NetworkMode", "");
   std::vector<std::string> names;
   if ((c.config.contains("BerthNetworks") && c.config["BerthNetworks"].is_array()) ||
       (!mode.empty() && mode.rfind("container:", 0) != 0))
     names = container_networks(c.config, mode);
-  json eps_config = json::object();
-  if (c.config.contains("NetworkingConfig") && c.config["NetworkingConfig"].is_object())
-    eps_config = c.config["NetworkingConfig"].value("EndpointsConfig", json::object());
-  if (!eps_config.is_object()) eps_config = json::object();
+  const json& eps_config = object_member(object_member(c.config, "NetworkingConfig"), "EndpointsConfig");
   if (!eps.empty()) settings["SandboxKey"] = nets.netns_path(c.id);
   for (const auto& name : names) {
     auto n = nets.find(name);
@@ -128,14 +133,20 @@ json network_settings(Engine& engine, const Container& c) {
 
 }  // namespace
 
-json inspect_json(Engine& engine, const Container& c) {
+json inspect_json(Engine& engine, Container c) {
   std::vector<std::string> args = container_args(engine, c);
   json arg_list = json::array();
   for (size_t i = 1; i < args.size(); i++) arg_list.push_back(args[i]);
   std::string dir = engine.container_dir(c.id);
   const char* zero_time = "0001-01-01T00:00:00Z";
-  json config = c.config.value("Config", json::object());
-  json host_config = c.config.value("HostConfig", json::object());
+  json net = network_settings(engine, c);  // before take(): it reads the stored config
+  // c is this function's own: its stored JSON moves into the result instead of being copied.
+  auto take = [&c](const char* key) {
+    auto it = c.config.find(key);
+    return it != c.config.end() && it->is_object() ? std::move(*it) : json::object();
+  };
+  json config = take("Config");
+  json host_config = take("HostConfig");
   // What was applied where the stored request left it to defaults (docker's inspect shows them).
   if (host_config.value("CgroupnsMode", "").empty()) host_config["CgroupnsMode"] = "private";
   if (host_config.value("MemorySwappiness", json()).is_number() && host_config["MemorySwappiness"].get<int64_t>() < 0)
@@ -165,14 +176,14 @@ json inspect_json(Engine& engine, const Container& c) {
                 // berth: bytes of output the log writer had to drop (a slow disk); docker has no such field.
                 {"LogDropped", c.log_dropped}};
   // Only for a container with a health check that has been started (docker's omitempty Health).
-  if (c.health.is_object()) state["Health"] = c.health;
+  if (c.health.is_object()) state["Health"] = std::move(c.health);
   json network_mode = host_config.value("NetworkMode", "");
   json inspect = {
       {"Id", c.id},
       {"Created", time_string(c.created_ns)},
       {"Path", args.empty() ? "" : args[0]},
-      {"Args", arg_list},
-      {"State", state},
+      {"Args", std::move(arg_list)},
+      {"State", std::move(state)},
       {"Image", c.image_id},
       {"ResolvConfPath", dir + "/resolv.conf"},
       {"HostnamePath", dir + "/hostname"},
@@ -186,13 +197,13 @@ json inspect_json(Engine& engine, const Container& c) {
       {"ProcessLabel", ""},
       {"AppArmorProfile", ""},
       {"ExecIDs", nullptr},
-      {"HostConfig", host_config},
+      {"HostConfig", std::move(host_config)},
       {"GraphDriver",
        {{"Name", "overlay2"},
         {"Data", {{"MergedDir", dir + "/rootfs"}, {"UpperDir", dir + "/upper"}, {"WorkDir", dir + "/work"}}}}},
-      {"Mounts", c.mounts},
-      {"Config", config},
-      {"NetworkSettings", network_settings(engine, c)},
+      {"Mounts", std::move(c.mounts)},
+      {"Config", std::move(config)},
+      {"NetworkSettings", std::move(net)},
   };
   if (!inspect["Config"].contains("Image")) inspect["Config"]["Image"] = c.image_name;
   return inspect;

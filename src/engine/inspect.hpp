@@ -15,7 +15,7 @@ struct Network;
 struct Volume;
 
 // docker inspect's object for one container (ContainerInspectResponse's shape).
-nlohmann::json inspect_json(Engine& engine, const Container& c);
+nlohmann::json inspect_json(Engine& engine, Container c);
 
 // The container's command line as ps shows it: Path and Args from its OCI spec.
 std::vector<std::string> container_args(Engine& engine, const Container& c);
