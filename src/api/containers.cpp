@@ -41,7 +41,8 @@ std::string command_text(engine::Engine& eng, const Container& c) {
 }
 
 // One element of GET /containers/json (docker's ContainerSummary).
-json summary(engine::Engine& eng, const Container& c) {
+// c is consumed: its stored mounts and labels move into the summary.
+json summary(engine::Engine& eng, Container& c) {
   json ports = json::array();
   if (c.running())
     for (const auto& p : eng.networks().ports(c.id))
@@ -58,23 +59,23 @@ json summary(engine::Engine& eng, const Container& c) {
           {"Aliases", nullptr},        {"IPv6Gateway", ""},
           {"GlobalIPv6Address", ""},   {"GlobalIPv6PrefixLen", 0}};
   }
-  json mounts = json::array();
-  for (const auto& m : c.mounts) mounts.push_back(m);
-  json labels = c.config["Config"].value("Labels", json::object());
-  if (!labels.is_object()) labels = json::object();
+  json mounts = c.mounts.is_array() ? std::move(c.mounts) : json::array();
+  json labels = json::object();
+  if (auto cfg = c.config.find("Config"); cfg != c.config.end() && cfg->is_object())
+    if (auto it = cfg->find("Labels"); it != cfg->end() && it->is_object()) labels = std::move(*it);
   return {{"Id", c.id},
           {"Names", json::array({"/" + c.name})},
           {"Image", c.image_name},
           {"ImageID", c.image_id},
           {"Command", command_text(eng, c)},
           {"Created", c.created_ns / 1000000000},
-          {"Ports", ports},
-          {"Labels", labels},
+          {"Ports", std::move(ports)},
+          {"Labels", std::move(labels)},
           {"State", c.state},
           {"Status", engine::status_text(c)},
           {"HostConfig", {{"NetworkMode", mode}}},
-          {"NetworkSettings", {{"Networks", networks}}},
-          {"Mounts", mounts}};
+          {"NetworkSettings", {{"Networks", std::move(networks)}}},
+          {"Mounts", std::move(mounts)}};
 }
 
 bool prefix_any(const std::string& s, const std::vector<std::string>& values) {
@@ -138,7 +139,7 @@ void list(Call& call) {
   std::sort(containers.begin(), containers.end(),
             [](const Container& a, const Container& b) { return a.created_ns > b.created_ns; });
   json out = json::array();
-  for (const auto& c : containers) {
+  for (auto& c : containers) {
     if (!all && limit <= 0 && !c.running() && !filters.count("status") && !filters.count("exited")) continue;
     if (!passes(c, filters)) continue;
     if (limit > 0 && static_cast<long long>(out.size()) >= limit) break;
@@ -172,17 +173,16 @@ void create(Call& call) {
 void inspect(Call& call) {
   auto& eng = call.engine();
   Container c = eng.get(call.params[0]);
-  json j = engine::inspect_json(eng, c);
+  const std::string short_id = c.id.substr(0, 12);
+  json j = engine::inspect_json(eng, std::move(c));
   // Before API 1.45 the short ID is one of a container's aliases on user-defined networks.
   if (j.contains("NetworkSettings") && j["NetworkSettings"].contains("Networks") &&
       j["NetworkSettings"]["Networks"].is_object()) {
     for (auto& [name, ep] : j["NetworkSettings"]["Networks"].items()) {
       if (name == "bridge" || name == "host" || name == "none" || !ep.is_object()) continue;
-      json aliases = ep.value("Aliases", json::array());
+      json& aliases = ep["Aliases"];
       if (!aliases.is_array()) aliases = json::array();
-      std::string short_id = c.id.substr(0, 12);
       if (std::find(aliases.begin(), aliases.end(), short_id) == aliases.end()) aliases.push_back(short_id);
-      ep["Aliases"] = aliases;
     }
   }
   call.conn.json(200, j);
