@@ -414,9 +414,33 @@ void attach(Call& call) {
   bool tty = c.config["Config"].value("Tty", false);
   bool want_stdin = call.req.flag("stdin"), want_stdout = call.req.flag("stdout"),
        want_stderr = call.req.flag("stderr");
+  const std::string log_path = eng.log_path(c.id);
+  // logs=1: what the container wrote so far (its log), before the live stream. False when the
+  // client went away.
+  auto replay_logs = [&]() {
+    if (!call.req.flag("logs") || (!want_stdout && !want_stderr)) return true;
+    logs::ReadOptions opts;
+    opts.stdout_stream = want_stdout;
+    opts.stderr_stream = want_stderr;
+    bool gone = false;
+    logs::read(
+        log_path, opts,
+        [&](const logs::Entry& e) {
+          if (gone) return;
+          try {
+            write_all(call.conn.fd(), tty ? e.log : frame(e.stream == "stderr" ? 2 : 1, e.log), "attach logs");
+          } catch (const std::exception&) {
+            gone = true;
+          }
+        },
+        [] { return true; });
+    return !gone;
+  };
   if (c.state == "exited" || c.state == "dead") {
-    // docker: attaching to a stopped container streams nothing and ends.
+    // docker: attaching to a stopped container sends its logs (logs=1) and ends.
+    call.release();
     call.conn.hijack(call.req, tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream");
+    replay_logs();
     return;
   }
   bool before_start = c.state == "created";
@@ -432,7 +456,7 @@ void attach(Call& call) {
     }
   } unexpect{call.server, id, before_start};
   call.conn.hijack(call.req, tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream");
-  if (!call.req.flag("stream")) return;
+  if (!replay_logs() || !call.req.flag("stream")) return;
   if (before_start) {
     // Until the container starts there is no shim to connect to.
     for (;;) {

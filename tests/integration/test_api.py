@@ -413,6 +413,56 @@ def test_update_resources_and_restart_policy(api):
     assert json.loads(api.docker_ok("inspect", "-f", "{{json .HostConfig}}", "upd")) == hc
 
 
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while len(data) >= 8:
+        n = int.from_bytes(data[4:8], "big")
+        out.append((data[0], data[8:8 + n]))
+        data = data[8 + n:]
+    assert data == b""
+    return out
+
+
+def test_attach_logs_replays_what_was_written(api):
+    api.docker_ok("run", "--name", "said", "busybox", "sh", "-c", "echo one; echo two >&2; echo three")
+    req = (b"POST /v1.41/containers/said/attach?logs=1&stream=0&stdout=1&stderr=1 HTTP/1.1\r\n"
+           b"Host: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    out = api.raw(req)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    frames = _frames(body)  # stdout and stderr are two pipes: their order between them varies
+    assert [f for f in frames if f[0] == 1] == [(1, b"one\n"), (1, b"three\n")]
+    assert [f for f in frames if f[0] == 2] == [(2, b"two\n")]
+    out = api.raw(req.replace(b"stderr=1", b"stderr=0"))
+    assert _frames(out.partition(b"\r\n\r\n")[2]) == [(1, b"one\n"), (1, b"three\n")]
+    # Without logs=1 a stopped container's attach sends nothing.
+    out = api.raw(req.replace(b"logs=1", b"logs=0").replace(b"stream=0", b"stream=1"))
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101") and body == b""
+
+    # A running container: its log so far, then the live stream.
+    api.docker_ok("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+                  "echo early; while [ ! -e /go ]; do sleep 0.05; done; echo late")
+    api.engine.wait_log("talker", "early")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(str(api.sock))
+    s.sendall(req.replace(b"stream=0", b"stream=1").replace(b"/said/", b"/talker/"))
+    got = b""
+    while b"early" not in got:
+        chunk = s.recv(65536)
+        assert chunk, f"the server closed the attach after {got!r}"
+        got += chunk
+    api.docker_ok("exec", "talker", "touch", "/go")
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    assert _frames(got.partition(b"\r\n\r\n")[2]) == [(1, b"early\n"), (1, b"late\n")]
+
+
 def test_wait_conditions(api):
     api.docker_ok("run", "-d", "--name", "waited", "busybox", "sh", "-c", "sleep 1; exit 9")
     result = {}
