@@ -400,7 +400,9 @@ void Shim::write_status() {
     health_.append_json(s);
   }
   s += "}\n";
-  // Atomic: a temporary file in the same directory, fsync, rename.
+  // Atomic against a kill at any point: a temporary file in the same directory, then rename. Not
+  // fsync'ed: it describes processes, which a power loss ends anyway (the engine then reads a
+  // missing or torn file as a shim that died), and the flush sat on every start's and exit's path.
   std::string tmp = o_.status_file + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd) {
@@ -408,7 +410,6 @@ void Shim::write_status() {
     return;
   }
   write_all(fd.get(), s);
-  if (::fsync(fd.get()) != 0) diag(errno_message("fsync " + tmp, errno));
   fd.reset();
   if (::rename(tmp.c_str(), o_.status_file.c_str()) != 0) diag(errno_message("rename to " + o_.status_file, errno));
 }
