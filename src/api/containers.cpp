@@ -314,16 +314,21 @@ void wait(Call& call) {
   auto delay = std::chrono::milliseconds(2);
   for (;;) {
     std::optional<Container> now;
+    bool removing = false;
     try {
       now = call.engine().get(id);
     } catch (const engine::NotFound&) {
-      code = removed_exit_code(call, id);
-      break;
+      // get() hides a row being removed; "removed" means its files are gone too.
+      removing = condition == "removed" && call.engine().exists(id);
+      if (!removing) {
+        code = removed_exit_code(call, id);
+        break;
+      }
     }
     call.release();
-    if (now->running()) seen_running = true;
-    bool exited_since = now->finished_at != first_finish || now->restart_count != first_restarts;
-    if (!now->running()) {
+    if (now && now->running()) seen_running = true;
+    bool exited_since = now && (now->finished_at != first_finish || now->restart_count != first_restarts);
+    if (now && !now->running()) {
       if (condition == "not-running") {
         code = now->exit_code;
         break;
