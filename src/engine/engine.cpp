@@ -1470,10 +1470,7 @@ json updated_host_config(const json& host_config, const json& body, long cpus) {
   if (quota > 0 && current("NanoCpus") > 0)
     throw Error("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set");
   if (memory != 0) {
-    // The swap the container has: what was set, or the default of as much again as the memory.
-    int64_t current_swap = current("MemorySwap");
-    if (current_swap == 0 && current("Memory") > 0) current_swap = 2 * current("Memory");
-    if (memory > current_swap && swap == 0)
+    if (memory > memory_swap_limit(hc) && swap == 0)
       throw Error(
           "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time");
     hc["Memory"] = memory;

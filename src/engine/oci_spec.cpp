@@ -601,15 +601,19 @@ EffectiveConfig effective_config(const SpecInput& in) {
   return e;
 }
 
+int64_t memory_swap_limit(const json& hc) {
+  int64_t swap = integer(hc, "MemorySwap");
+  const int64_t mem = integer(hc, "Memory");
+  return swap == 0 && mem > 0 ? 2 * mem : swap;  // the daemon's default: as much swap as memory
+}
+
 json resource_limits(const json& hc) {
   json limits = json::object();
   json memory = json::object();
   const int64_t mem = integer(hc, "Memory");
   if (mem > 0) memory["limit"] = mem;
   if (integer(hc, "MemoryReservation") > 0) memory["reservation"] = integer(hc, "MemoryReservation");
-  int64_t swap = integer(hc, "MemorySwap");
-  if (swap == 0 && mem > 0) swap = 2 * mem;  // the daemon's default: as much swap as memory
-  if (swap != 0) memory["swap"] = swap;
+  if (int64_t swap = memory_swap_limit(hc); swap != 0) memory["swap"] = swap;
   if (member(hc, "MemorySwappiness").is_number_integer() && integer(hc, "MemorySwappiness") >= 0)
     memory["swappiness"] = integer(hc, "MemorySwappiness");
   if (boolean(hc, "OomKillDisable")) memory["disableOOMKiller"] = true;

@@ -84,6 +84,10 @@ nlohmann::json build_oci_spec(const SpecInput& in);
 // build_oci_spec sets them (and `update` applies to a running container).
 nlohmann::json resource_limits(const nlohmann::json& host_config);
 
+// The memory+swap limit a HostConfig gives: MemorySwap, or twice Memory when only Memory is set
+// (the daemon's default); 0 is none, -1 unlimited.
+int64_t memory_swap_limit(const nlohmann::json& host_config);
+
 // docker's capability set: the default 14 ± adds/drops (ALL, with or without CAP_, any case),
 // or every capability when privileged. Throws Error `unknown capability: "CAP_X"`.
 std::vector<std::string> effective_capabilities(const std::vector<std::string>& cap_add,
