@@ -459,7 +459,7 @@ void refresh(Engine& engine, sql::Db& db, Container& c) {
     return;
   sql::Stmt(db,
             "UPDATE containers SET state=?,pid=?,exit_code=?,started_at=?,finished_at=?,restart_count=?,error=? "
-            "WHERE id=? AND state NOT IN ('creating','removing','removing-volumes')")
+            "WHERE id=? AND state=?")
       .bind(1, c.state)
       .bind(2, static_cast<int64_t>(c.pid))
       .bind(3, static_cast<int64_t>(c.exit_code))
@@ -468,7 +468,11 @@ void refresh(Engine& engine, sql::Db& db, Container& c) {
       .bind(6, static_cast<int64_t>(c.restart_count))
       .bind(7, c.error)
       .bind(8, c.id)
+      .bind(9, before.state)
       .run();
+  // Only the process whose update moved the row on records the exit: two readers of the same
+  // exit (a waiting CLI and the API server) would otherwise each log a "die".
+  if (db.changes() == 0) return;
   if (c.state == "exited" && before.state != "exited") {
     sql::Stmt(db, "INSERT INTO events(time_ns,type,action,actor_id,attributes) VALUES(?,?,?,?,?)")
         .bind(1, now_ns())
