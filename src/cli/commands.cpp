@@ -34,6 +34,7 @@ int cmd_completion(Context&, const Invocation& inv);
 const std::vector<Entry>& table() {
   static const std::vector<Entry> t = {
       {{"pull"}, HEAVY(cmd_pull), "Download an image from a registry"},
+      {{"compose"}, HEAVY(cmd_compose), "Define and run multi-container applications"},
       {{"push"}, HEAVY(cmd_push), "Upload an image to a registry"},
       {{"images"}, cmd_images, "List images"},
       {{"tag"}, cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"},

@@ -43,6 +43,9 @@ int cmd_network_dns_serve(Context&, const Invocation&);
 int cmd_network_cleanup(Context&, const Invocation&);
 int cmd_port(Context&, const Invocation&);
 
+// compose_cmds.cpp
+int cmd_compose(Context&, const Invocation&);
+
 // container_cmds.cpp
 int cmd_create(Context&, const Invocation&);
 int cmd_run(Context&, const Invocation&);

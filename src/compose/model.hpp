@@ -1,0 +1,49 @@
+// A compose project: its files read, interpolated, validated, merged and brought to one long form.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace berth::compose {
+
+struct LoadOptions {
+  std::vector<std::string> files;      // -f, in order; empty: COMPOSE_FILE or compose.yaml & co. found upwards
+  std::string project_name;            // -p
+  std::string project_directory;       // --project-directory (default: the first file's directory)
+  std::vector<std::string> env_files;  // --env-file (default: <project dir>/.env when it exists)
+  std::vector<std::string> profiles;   // --profile (default: COMPOSE_PROFILES)
+  std::vector<std::string> services;   // services named on the command line: enabled whatever their profiles
+  std::function<void(const std::string&)> warn;  // "WARN[0000] …" lines; may be empty
+};
+
+struct Project {
+  std::string name;                       // normalised: [a-z0-9][a-z0-9_-]*
+  std::string working_dir;                // absolute
+  std::vector<std::string> config_files;  // absolute
+  // The resolved model, as `compose config` prints it: "name", "services", "networks", "volumes";
+  // every service in long form (see model.cpp), only enabled services, with "scale".
+  nlohmann::json model;
+  std::map<std::string, std::string> environment;  // what interpolation saw (.env under the process's)
+
+  const nlohmann::json& service(const std::string& name) const;
+  bool has_service(const std::string& name) const;
+  // Services in dependency order (a service after everything it depends on); throws on a cycle.
+  std::vector<std::string> ordered_services() const;
+  // The names given plus everything they depend on, in dependency order (all when names is empty).
+  std::vector<std::string> with_dependencies(const std::vector<std::string>& names) const;
+};
+
+// Reads the project; throws berth::Error naming the file, the key and the value at fault.
+Project load_project(const LoadOptions& options);
+
+// docker compose's rule for a project name from a directory: lower case, [a-z0-9_-] kept.
+std::string normalize_project_name(const std::string& text);
+
+// Go durations ("1m30s") as compose accepts them (a plain number is seconds) → nanoseconds.
+int64_t compose_duration(const nlohmann::json& value, const std::string& where);
+
+}  // namespace berth::compose

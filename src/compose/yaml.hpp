@@ -1,0 +1,19 @@
+// YAML documents as JSON values: compose files are read with yaml-cpp and handled as nlohmann::json.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace berth::compose {
+
+// Parses one YAML document into JSON. Plain scalars resolve by the YAML 1.2 core schema (null, ~,
+// true/false, decimal/0x/0o integers, floats, .inf/.nan); quoted scalars and !!str stay strings.
+// Anchors, aliases and merge keys (<<) are resolved; a duplicate mapping key is an error. An empty
+// document is null. Errors are berth::Error("FILE: line L, column C: problem").
+nlohmann::json yaml_to_json(std::string_view text, const std::string& file);
+
+// JSON as YAML text (block style, keys in the JSON's order), as `compose config` prints it.
+std::string json_to_yaml(const nlohmann::json& value);
+
+}  // namespace berth::compose
