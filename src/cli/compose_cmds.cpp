@@ -99,7 +99,7 @@ engine::Container service_container(Context& ctx, const compose::Project& projec
                                     int index) {
   if (!project.has_service(service)) throw Error("no such service: " + service);
   for (auto& c : compose::project_containers(ctx.engine(), project.name, {service}))
-    if (compose::number_of(c) == index) return c;
+    if (compose::number_of(c) == index && c.running()) return c;
   throw Error("service \"" + service + "\" is not running");
 }
 
@@ -601,7 +601,7 @@ int compose_run(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
   auto& engine = ctx.engine();
   if (a.has("detach")) {
     engine.start(id);
-    std::cout << overrides["Name"].get<std::string>() << "\n";
+    std::cout << id << "\n";
     return 0;
   }
   engine.start(id, {.wait_attach = true});
@@ -792,7 +792,14 @@ int compose_events(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
     ev.args.insert(ev.args.end(), {"--filter", std::string("label=") + compose::kServiceLabel + "=" + s});
   if (a.has("since")) ev.args.insert(ev.args.end(), {"--since", a.get("since")});
   if (a.has("until")) ev.args.insert(ev.args.end(), {"--until", a.get("until")});
-  if (a.has("json")) ev.args.insert(ev.args.end(), {"--format", "{{json .}}"});
+  // compose's JSON event: type, action, id, service, time and the name/image attributes only.
+  if (a.has("json"))
+    ev.args.insert(ev.args.end(),
+                   {"--format",
+                    "{\"action\":{{json .Action}},\"attributes\":{\"image\":{{json .Actor.Attributes.image}},"
+                    "\"name\":{{json .Actor.Attributes.name}}},\"id\":{{json .Actor.ID}},\"service\":{{json (index "
+                    ".Actor.Attributes \"com.docker.compose.service\")}},\"time\":{{json .time}},\"type\":{{json "
+                    ".Type}}}"});
   return cmd_events(ctx, ev);
 }
 

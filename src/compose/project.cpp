@@ -629,7 +629,12 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
     if (scale > 1 && svc.contains("container_name"))
       throw Error("services." + s + ": container_name \"" + text(svc["container_name"]) +
                   "\" is set, so the service cannot be scaled to " + std::to_string(scale));
-    b.ensure_image(text(svc["image"]));
+    std::string policy = svc.value("pull_policy", "missing");
+    if (policy == "never" && !b.images.find(text(svc["image"])))
+      throw Error("service \"" + s + "\": No such image: " + text(svc["image"]));
+    if (policy == "build")
+      throw Error("service \"" + s + "\": pull_policy build: berth compose cannot build images yet");
+    if (policy != "never") b.ensure_image(text(svc["image"]));
   }
   std::set<std::string> networks, volumes;
   needed_resources(project, services, networks, volumes);

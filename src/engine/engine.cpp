@@ -366,13 +366,32 @@ void validate_container_name(const std::string& name) {
   if (!ok) throw StatusError("Invalid container name (" + n + "), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125);
 }
 
+namespace {
+
+// Adds a container's labels to an event's attributes (the attributes' own keys win, as docker's).
+void add_label_attributes(json& attributes, const json& stored) {
+  if (!stored.is_object() || !stored.contains("Config") || !stored["Config"].is_object()) return;
+  const json& labels = stored["Config"].value("Labels", json::object());
+  if (!labels.is_object()) return;
+  for (auto& [k, v] : labels.items())
+    if (v.is_string() && !attributes.contains(k)) attributes[k] = v;
+}
+
+}  // namespace
+
 struct Engine::Impl {
   image::ImageStore& images;
   VolumeStore& volumes;
   sql::Db& db;
   NetworkStore networks;
 
-  void add_event(const std::string& type, const std::string& action, const std::string& actor, const json& attributes) {
+  void add_event(const std::string& type, const std::string& action, const std::string& actor, json attributes) {
+    // docker's container events carry the container's labels (compose filters on them).
+    if (type == "container") {
+      sql::Stmt s(db, "SELECT config FROM containers WHERE id=?");
+      s.bind(1, actor);
+      if (s.step()) add_label_attributes(attributes, json::parse(s.text(0), nullptr, false));
+    }
     sql::Stmt(db, "INSERT INTO events(time_ns,type,action,actor_id,attributes) VALUES(?,?,?,?,?)")
         .bind(1, now_ns())
         .bind(2, type)
@@ -479,7 +498,13 @@ void refresh(Engine& engine, sql::Db& db, Container& c) {
         .bind(2, "container")
         .bind(3, "die")
         .bind(4, c.id)
-        .bind(5, json{{"name", c.name}, {"image", c.image_name}, {"exitCode", std::to_string(c.exit_code)}}.dump())
+        .bind(
+            5,
+            [&] {
+              json attributes = {{"name", c.name}, {"image", c.image_name}, {"exitCode", std::to_string(c.exit_code)}};
+              add_label_attributes(attributes, c.config);
+              return attributes.dump();
+            }())
         .run();
   }
 }

@@ -394,6 +394,8 @@ void NetworkStore::remove(const std::string& ref) {
   net::Netlink().delete_link(n.bridge);
   fault_point("network-rm.bridge");
   sql::Stmt(db_, "DELETE FROM networks WHERE id=?").bind(1, n.id).run();
+  // At once, not at the responder's next idle check: a network created next may reuse the gateway.
+  stop_dns(n.id);
 }
 
 std::vector<std::string> NetworkStore::prune(const std::function<bool(const Network&)>& match) {

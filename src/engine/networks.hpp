@@ -115,6 +115,8 @@ class NetworkStore {
   // The responder for one network (`berth network dns-serve`): serves until the network has no
   // endpoints left.
   void serve_dns(const std::string& network_id);
+  // Ends the network's DNS responder (its address is free when this returns) and drops its files.
+  void stop_dns(const std::string& network_id);
 
  private:
   struct Locked;

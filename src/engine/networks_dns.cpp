@@ -11,10 +11,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "engine/engine.hpp"
 #include "engine/networks.hpp"
@@ -237,56 +239,82 @@ void NetworkStore::ensure_dns(const Network& n) {
     if (!fd) throw_errno("open " + alive_path);
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return;  // a responder holds it
   }
-  int ready[2];
-  if (::pipe2(ready, O_CLOEXEC) != 0) throw_errno("pipe2");
-  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
-  std::vector<std::string> args = {self_dir() + "berth", "--root", root_, "network", "dns-serve", n.id};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::string log_path = dir + "/" + n.id + ".log";
-  pid_t pid = ::fork();
-  if (pid < 0) throw_errno("fork the DNS responder");
-  if (pid == 0) {
-    // Detached from this command (new session, reparented to init by the double fork).
-    ::setsid();
-    if (::fork() != 0) ::_exit(0);
-    ::dup2(ready_w.get(), 3);
-    int null = ::open("/dev/null", O_RDWR);
-    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(log >= 0 ? log : null, 2);
-    ::syscall(SYS_close_range, 4, ~0U, 0);
-    ::signal(SIGPIPE, SIG_IGN);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ready_w.reset();
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  std::string got;
-  struct pollfd p = {ready_r.get(), POLLIN, 0};
-  for (int waited = 0; waited < 5000 && got.find('\n') == std::string::npos;) {
-    int r = ::poll(&p, 1, 100);
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0) {
-      waited += 100;
-      continue;
+  // The responder of a just-removed network on the same gateway address exits within its idle
+  // interval (1 s); until then the address is taken, so that one failure is retried.
+  for (int attempt = 0;; attempt++) {
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) throw_errno("pipe2");
+    UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+    std::vector<std::string> args = {self_dir() + "berth", "--root", root_, "network", "dns-serve", n.id};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::string log_path = dir + "/" + n.id + ".log";
+    pid_t pid = ::fork();
+    if (pid < 0) throw_errno("fork the DNS responder");
+    if (pid == 0) {
+      // Detached from this command (new session, reparented to init by the double fork).
+      ::setsid();
+      if (::fork() != 0) ::_exit(0);
+      ::dup2(ready_w.get(), 3);
+      int null = ::open("/dev/null", O_RDWR);
+      int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(log >= 0 ? log : null, 2);
+      ::syscall(SYS_close_range, 4, ~0U, 0);
+      ::signal(SIGPIPE, SIG_IGN);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
     }
-    char buf[256];
-    ssize_t k = ::read(ready_r.get(), buf, sizeof buf);
-    if (k <= 0) break;
-    got.append(buf, static_cast<size_t>(k));
+    ready_w.reset();
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    std::string got;
+    struct pollfd p = {ready_r.get(), POLLIN, 0};
+    for (int waited = 0; waited < 5000 && got.find('\n') == std::string::npos;) {
+      int r = ::poll(&p, 1, 100);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) {
+        waited += 100;
+        continue;
+      }
+      char buf[256];
+      ssize_t k = ::read(ready_r.get(), buf, sizeof buf);
+      if (k <= 0) break;
+      got.append(buf, static_cast<size_t>(k));
+    }
+    if (got.rfind("ready", 0) != 0) {
+      std::string log = read_file_if_exists(log_path).value_or("");
+      if (auto nl = log.find_last_of('\n', log.size() >= 2 ? log.size() - 2 : 0); nl != std::string::npos)
+        log = log.substr(nl + 1);
+      while (!log.empty() && log.back() == '\n') log.pop_back();
+      if ((got + log).find("Address already in use") != std::string::npos && attempt < 30) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      throw Error("DNS responder for network " + n.name + " did not start" + (log.empty() ? "" : ": " + log));
+    }
+    return;
   }
-  if (got.rfind("ready", 0) != 0) {
-    std::string log = read_file_if_exists(log_path).value_or("");
-    if (auto nl = log.find_last_of('\n', log.size() >= 2 ? log.size() - 2 : 0); nl != std::string::npos)
-      log = log.substr(nl + 1);
-    while (!log.empty() && log.back() == '\n') log.pop_back();
-    throw Error("DNS responder for network " + n.name + " did not start" + (log.empty() ? "" : ": " + log));
+}
+
+void NetworkStore::stop_dns(const std::string& network_id) {
+  std::string base = run_dir_ + "/dns/" + network_id;
+  UniqueFd alive(::open((base + ".lock").c_str(), O_RDWR | O_CLOEXEC));
+  if (!alive) return;  // never started
+  if (::flock(alive.get(), LOCK_EX | LOCK_NB) != 0) {
+    // Held: the responder is alive, and the pid in the file is its own.
+    char buf[32] = {};
+    ssize_t k = ::pread(alive.get(), buf, sizeof buf - 1, 0);
+    int pid = k > 0 ? std::atoi(buf) : 0;
+    if (pid > 1) ::kill(pid, SIGTERM);
+    for (int waited = 0; waited < 2000 && ::flock(alive.get(), LOCK_EX | LOCK_NB) != 0; waited += 5)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  ::unlink((base + ".lock").c_str());
+  ::unlink((base + ".log").c_str());
 }
 
 void NetworkStore::serve_dns(const std::string& network_id) {
@@ -305,6 +333,10 @@ void NetworkStore::serve_dns(const std::string& network_id) {
     report("ready");  // another responder serves this network
     return;
   }
+  // The lock holder's pid, for stop_dns when the network is removed.
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(alive.get(), 0) != 0 || ::pwrite(alive.get(), pid.data(), pid.size(), 0) < 0)
+    throw_errno("write " + alive_path);
   auto n = find(network_id);
   if (!n) throw Error("network " + network_id + " not found");
   DbBackend backend(db_, *n, root_ + "/locks/network.lock");
