@@ -48,6 +48,7 @@ const std::vector<FlagSpec> kGlobalFlags = {
     {"progress", 0, true, "Set type of progress output (auto, tty, plain, quiet)", "string"},
     {"parallel", 0, true, "Control max parallelism, -1 for unlimited", "int"},
     {"compatibility", 0, false, "Run compose in backward compatibility mode", ""},
+    {"help", 'h', false, "Print usage", ""},
 };
 
 compose::Project load(ComposeGlobals& g, const std::vector<std::string>& services = {}) {
@@ -828,7 +829,7 @@ void print_compose_usage(std::ostream& out) {
          "  stop        Stop services\n"
          "  top         Display the running processes\n"
          "  up          Create and start containers\n"
-         "  kube        Write Kubernetes manifests for the project\n";
+         "  version     Show the Compose version information\n";
 }
 
 }  // namespace
@@ -836,9 +837,8 @@ void print_compose_usage(std::ostream& out) {
 int cmd_compose(Context& ctx, const Invocation& inv) {
   ParsedArgs a = parse_args(inv.args, inv.start, kGlobalFlags, false);
   size_t sub_at = inv.args.size() - a.positionals.size();
-  bool help = std::find(inv.args.begin() + static_cast<long>(inv.start), inv.args.begin() + static_cast<long>(sub_at),
-                        "--help") != inv.args.begin() + static_cast<long>(sub_at);
-  if (a.positionals.empty()) {
+  bool help = a.has("help");
+  if (a.positionals.empty() || help) {
     print_compose_usage(help ? std::cout : std::cerr);
     return help ? 0 : 125;
   }
@@ -865,6 +865,10 @@ int cmd_compose(Context& ctx, const Invocation& inv) {
   if (what == "ls") return compose_ls(ctx, g, sub);
   if (what == "top" || what == "port") return compose_forward(ctx, g, sub, what);
   if (what == "events") return compose_events(ctx, g, sub);
+  if (what == "version") {
+    std::cout << "berth compose version 0.1.0 (compose specification)\n";
+    return 0;
+  }
   if (what == "help") {
     print_compose_usage(std::cout);
     return 0;
