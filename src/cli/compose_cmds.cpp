@@ -51,17 +51,26 @@ const std::vector<FlagSpec> kGlobalFlags = {
     {"help", 'h', false, "Print usage", ""},
 };
 
-compose::Project load(ComposeGlobals& g, const std::vector<std::string>& services = {}) {
+// labels_ok: with -p and no compose file found, the project as its labels describe it (docker
+// compose allows that for down, ps, logs, stop, start, rm, top and events).
+compose::Project load(ComposeGlobals& g, const std::vector<std::string>& services = {}, bool labels_ok = false) {
   g.load.services = services;
   g.load.warn = [](const std::string& m) { std::cerr << "WARN[0000] " << m << "\n"; };
-  return compose::load_project(g.load);
+  try {
+    return compose::load_project(g.load);
+  } catch (const Error& e) {
+    if (!labels_ok || g.load.project_name.empty() || !g.load.files.empty() ||
+        std::string(e.what()).rfind("no configuration file provided", 0) != 0)
+      throw;
+    return compose::project_from_labels(g.load.project_name);
+  }
 }
 
 // Loads the project for a command acting on services: the named ones must exist.
 compose::Project load_for_services(ComposeGlobals& g, const std::vector<std::string>& services) {
-  compose::Project project = load(g);
+  compose::Project project = load(g, {}, true);
   for (const auto& s : services)
-    if (!project.has_service(s)) throw Error("no such service: " + s);
+    if (!project.from_labels && !project.has_service(s)) throw Error("no such service: " + s);
   return project;
 }
 
@@ -291,7 +300,7 @@ int compose_down(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
   o.volumes = a.has("volumes");
   o.remove_orphans = a.has("remove-orphans");
   o.timeout = timeout_flag(a);
-  compose::Project project = load(g);
+  compose::Project project = load(g, {}, true);
   Backend b(ctx);
   compose::down(b.backend, project, o);
   return 0;
@@ -767,7 +776,7 @@ int compose_forward(Context& ctx, ComposeGlobals& g, const Invocation& inv, cons
   }
   CommandHelp help{"berth compose top [SERVICES...]", "Display the running processes", {}};
   ParsedArgs a = parse_command(inv, help);
-  compose::Project project = load(g);
+  compose::Project project = load(g, {}, true);
   int status = 0;
   for (const auto& c : compose::project_containers(ctx.engine(), project.name, a.positionals)) {
     if (!c.running()) continue;
@@ -786,7 +795,7 @@ int compose_events(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
                     {"since", 0, true, "Show all events created since timestamp", "string"},
                     {"until", 0, true, "Stream events until this timestamp", "string"}}};
   ParsedArgs a = parse_command(inv, help);
-  compose::Project project = load(g);
+  compose::Project project = load(g, {}, true);
   Invocation ev{
       "events", {"events", "--filter", std::string("label=") + compose::kProjectLabel + "=" + project.name}, 1};
   for (const auto& s : a.positionals)

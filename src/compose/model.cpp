@@ -505,6 +505,19 @@ int64_t compose_duration(const json& value, const std::string& where) {
   return static_cast<int64_t>(total);
 }
 
+Project project_from_labels(const std::string& name) {
+  if (!valid_project_name(name))
+    throw Error("invalid project name \"" + name +
+                "\": must consist only of lowercase alphanumeric characters, hyphens, and underscores as well as "
+                "start with a letter or number");
+  Project p;
+  p.name = name;
+  p.working_dir = fs::current_path().string();
+  p.model = {{"name", name}, {"services", json::object()}, {"networks", json::object()}, {"volumes", json::object()}};
+  p.from_labels = true;
+  return p;
+}
+
 const json& Project::service(const std::string& name) const {
   const json& services = model["services"];
   auto it = services.find(name);

@@ -28,6 +28,9 @@ struct Project {
   // every service in long form (see model.cpp), only enabled services, with "scale".
   nlohmann::json model;
   std::map<std::string, std::string> environment;  // what interpolation saw (.env under the process's)
+  // `-p NAME` without a compose file: the project is what carries its labels (docker compose lets
+  // down, ps, logs, stop, start and rm work that way); the model has no services.
+  bool from_labels = false;
 
   const nlohmann::json& service(const std::string& name) const;
   bool has_service(const std::string& name) const;
@@ -39,6 +42,9 @@ struct Project {
 
 // Reads the project; throws berth::Error naming the file, the key and the value at fault.
 Project load_project(const LoadOptions& options);
+
+// The project `name` as its labels describe it (from_labels); throws on an invalid name.
+Project project_from_labels(const std::string& name);
 
 // docker compose's rule for a project name from a directory: lower case, [a-z0-9_-] kept.
 std::string normalize_project_name(const std::string& text);

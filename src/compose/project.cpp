@@ -706,7 +706,7 @@ void down(Backend& b, const Project& project, const DownOptions& options) {
   auto oneoffs = project_containers(b.engine, project.name, {}, true);
   all.insert(all.end(), oneoffs.begin(), oneoffs.end());
   std::vector<Container> mine, orphans;
-  for (auto& c : all) (project.has_service(service_of(c)) ? mine : orphans).push_back(c);
+  for (auto& c : all) (project.from_labels || project.has_service(service_of(c)) ? mine : orphans).push_back(c);
   if (options.remove_orphans)
     mine.insert(mine.end(), orphans.begin(), orphans.end());
   else if (!orphans.empty()) {
@@ -728,9 +728,21 @@ void down(Backend& b, const Project& project, const DownOptions& options) {
   });
   stop_all(b, project, mine, options.timeout);
   for (const auto& c : mine) remove_container(b, c, options.volumes);
-  for (auto& [key, cfg] : project.model["networks"].items()) {
-    if (cfg.value("external", false)) continue;
-    std::string name = text(cfg["name"]);
+  // Without a compose file, the networks and volumes labelled with the project go.
+  std::vector<std::string> network_names, volume_names;
+  if (project.from_labels) {
+    for (const auto& n : b.engine.networks().list())
+      if (auto it = n.labels.find(kProjectLabel); it != n.labels.end() && it->second == project.name)
+        network_names.push_back(n.name);
+    for (const auto& v : b.volumes.list())
+      if (auto it = v.labels.find(kProjectLabel); it != v.labels.end() && it->second == project.name)
+        volume_names.push_back(v.name);
+  }
+  for (auto& [key, cfg] : project.model["networks"].items())
+    if (!cfg.value("external", false)) network_names.push_back(text(cfg["name"]));
+  for (auto& [key, cfg] : project.model["volumes"].items())
+    if (!cfg.value("external", false)) volume_names.push_back(text(cfg["name"]));
+  for (const auto& name : network_names) {
     auto n = b.engine.networks().find(name);
     if (!n) continue;
     say(b, "Network", name, "Removing");
@@ -738,9 +750,7 @@ void down(Backend& b, const Project& project, const DownOptions& options) {
     say(b, "Network", name, "Removed");
   }
   if (options.volumes)
-    for (auto& [key, cfg] : project.model["volumes"].items()) {
-      if (cfg.value("external", false)) continue;
-      std::string name = text(cfg["name"]);
+    for (const auto& name : volume_names) {
       if (!b.volumes.find(name)) continue;
       say(b, "Volume", name, "Removing");
       b.volumes.remove(name, false);
@@ -773,6 +783,9 @@ void wait_ready(Backend& b, const Project& project, const std::string& service, 
 }
 
 void start(Backend& b, const Project& project, const std::vector<std::string>& services) {
+  if (project.from_labels)
+    for (const auto& c : project_containers(b.engine, project.name, services))
+      if (!c.running()) start_container(b, c);
   for (const auto& s : project.with_dependencies(services))
     for (const auto& c : project_containers(b.engine, project.name, {s}))
       if (!c.running()) start_container(b, c);
@@ -782,6 +795,9 @@ void stop(Backend& b, const Project& project, const std::vector<std::string>& se
   auto order = project.ordered_services();
   std::reverse(order.begin(), order.end());
   std::vector<Container> running;
+  if (project.from_labels)
+    for (auto& c : project_containers(b.engine, project.name, services))
+      if (c.running()) running.push_back(std::move(c));
   for (const auto& s : order) {
     if (!services.empty() && std::find(services.begin(), services.end(), s) == services.end()) continue;
     for (auto& c : project_containers(b.engine, project.name, {s}))
@@ -807,7 +823,8 @@ void remove(Backend& b, const Project& project, const std::vector<std::string>& 
   for (const auto& c : project_containers(b.engine, project.name, services)) {
     if (c.running()) {
       if (!stop_first) continue;
-      stop_container(b, c, stop_timeout(project.service(service_of(c))));
+      stop_container(b, c,
+                     project.has_service(service_of(c)) ? stop_timeout(project.service(service_of(c))) : std::nullopt);
     }
     remove_container(b, c, volumes);
   }

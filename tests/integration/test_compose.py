@@ -1346,3 +1346,33 @@ def test_pull_and_up_pull_missing_images_from_a_loopback_registry(engine, compos
         reg.terminate()
         reg.wait(10)
         log.close()
+
+
+def test_project_name_alone_finds_the_project_by_its_labels(engine, compose, tmp_path):
+    """`-p NAME` without a compose file (docker compose allows it for ps, stop, start, down …):
+    the project is what carries its labels."""
+    c = compose("t1")
+    c.model({"services": {"web": sleeper(volumes=["data:/data"], networks=["back"]), "worker": sleeper()},
+             "volumes": {"data": {}}, "networks": {"back": {}}})
+    c.up()
+    assert c.exec("web", "sh", "-c", "echo kept > /data/f").returncode == 0
+    bare = Compose(engine, tmp_path / "elsewhere", "t1")
+    bare.files = []
+    r = bare.ok("ps", "--format", "{{.Name}}")
+    assert sorted(r.stdout.split()) == ["t1-web-1", "t1-worker-1"]
+    bare.ok("stop", "-t", "1", "worker")
+    assert engine.state("t1-worker-1")["Status"] == "exited"
+    assert engine.state("t1-web-1")["Status"] == "running"
+    bare.ok("start")
+    assert engine.state("t1-worker-1")["Status"] == "running"
+    # down without -v: containers and the project's networks go, the named volume stays.
+    r = bare.ok("down", "-t", "1")
+    assert names(engine) == []
+    assert not any(n.startswith("t1_") for n in network_names(engine)), r.stderr
+    assert "t1_data" in volume_names(engine)
+    r = bare.ok("down", "-v", "-t", "1")
+    assert "t1_data" not in volume_names(engine)
+    assert labelled(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+    # Commands that need the model still say that the file is missing.
+    r = bare.fails("up", "-d")
+    assert "no configuration file provided" in r.stderr
