@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "cli/cli_util.hpp"
 #include "cli/container_flags.hpp"
 #include "cli/filters.hpp"
 #include "cli/format.hpp"
@@ -39,20 +40,6 @@ int64_t now_ns() {
       .count();
 }
 
-// docker run/create pull a missing image first ("Unable to find image … locally").
-void pull_missing(Context& ctx, const std::string& name) {
-  if (ctx.images().find(name)) return;
-#ifdef BERTH_LIGHT
-  exec_full(ctx);  // the pull needs the registry client; berth-full runs the whole command
-#else
-  image::Reference ref = image::parse_reference(name);
-  std::cerr << "Unable to find image '" << ref.familiar() << "' locally\n";
-  image::PullOptions opts;
-  opts.registry = ctx.registry_options(ref);
-  image::pull_image(ctx.images(), ref, opts, [](const image::PullEvent&) {});
-#endif
-}
-
 std::string create_from_flags(Context& ctx, const ParsedArgs& a, bool run) {
   json body = create_body_from_flags(a, run, cwd());
   std::string image_name = body["Config"].value("Image", "");
@@ -60,7 +47,11 @@ std::string create_from_flags(Context& ctx, const ParsedArgs& a, bool run) {
   if (pull != "missing" && pull != "never" && pull != "always")
     throw UsageError("invalid pull option: '" + pull + "': must be one of \"always\", \"missing\" or \"never\"");
   try {
-    if (pull == "missing") pull_missing(ctx, image_name);
+    // docker run/create pull a missing image first ("Unable to find image … locally").
+    if (pull == "missing")
+      ensure_image_present(ctx, image_name, pull, [](const image::Reference& ref, bool pulled) {
+        if (!pulled) std::cerr << "Unable to find image '" << ref.familiar() << "' locally\n";
+      });
   } catch (const UsageError&) {
     throw;
   } catch (const Error& e) {
@@ -167,6 +158,26 @@ json ps_row(engine::Engine& engine, const engine::Container& c, bool trunc) {
 }
 
 }  // namespace
+
+void ensure_image_present(Context& ctx, const std::string& name, const std::string& policy,
+                          const std::function<void(const image::Reference& ref, bool pulled)>& progress) {
+  if (policy == "never") {
+    if (!ctx.images().find(name)) throw Error("No such image: " + name);
+    return;
+  }
+  if (policy != "always" && ctx.images().find(name)) return;
+#ifdef BERTH_LIGHT
+  (void)progress;
+  exec_full(ctx);  // the pull needs the registry client; berth-full runs the whole command
+#else
+  image::Reference ref = image::parse_reference(name);
+  progress(ref, false);
+  image::PullOptions opts;
+  opts.registry = ctx.registry_options(ref);
+  image::pull_image(ctx.images(), ref, opts, [](const image::PullEvent&) {});
+  progress(ref, true);
+#endif
+}
 
 int cmd_create(Context& ctx, const Invocation& inv) {
   CommandHelp help{"berth create [OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container",

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "storage/mount_spec.hpp"
+#include "util/docker_syntax.hpp"
 #include "util/strings.hpp"
 
 namespace berth::cli {
@@ -34,20 +35,21 @@ std::string flag_display(const std::string& name) {
   throw UsageError("invalid argument \"" + std::string(value) + "\" for \"" + flag_display(flag) + "\" flag: " + why);
 }
 
-std::optional<int64_t> to_int(std::string_view s) {
-  int64_t v = 0;
-  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
-  if (s.empty()) return std::nullopt;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
+// The shared parsers (util/docker_syntax.hpp) throw berth::Error; the CLI's are usage errors (exit 125).
+template <typename F>
+auto as_usage_error(F&& parse) {
+  try {
+    return parse();
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
 }
 
 // A pflag int/int64 flag's value.
 int64_t int_flag(const ParsedArgs& a, const std::string& name, int64_t min = std::numeric_limits<int64_t>::min(),
                  int64_t max = std::numeric_limits<int64_t>::max()) {
   std::string v = a.get(name);
-  auto n = to_int(v);
+  auto n = parse_go_int(v);
   if (!n) bad_value(name, v, "strconv.ParseInt: parsing \"" + v + "\": invalid syntax");
   if (*n < min || *n > max) bad_value(name, v, "strconv.ParseInt: parsing \"" + v + "\": value out of range");
   return *n;
@@ -135,7 +137,7 @@ bool valid_utf8(std::string_view s) {
 
 std::pair<uint64_t, uint64_t> port_range(std::string_view s) {
   auto one = [](std::string_view p) -> std::optional<uint64_t> {
-    auto n = to_int(p);
+    auto n = parse_go_int(p);
     if (!n || *n < 0 || *n > 65535 || p[0] == '+' || p[0] == '-') return std::nullopt;
     return static_cast<uint64_t>(*n);
   };
@@ -153,11 +155,6 @@ std::pair<std::string, std::string> split_proto(std::string_view s) {
   std::string proto(s.substr(slash + 1));
   return {proto.empty() ? "tcp" : proto, std::string(s.substr(0, slash))};
 }
-
-struct DurationUnit {
-  std::string_view name;
-  int64_t ns;
-};
 
 // The long options of moby's --ulimit names (go-units ulimitNameMapping).
 bool valid_ulimit_name(std::string_view n) {
@@ -429,136 +426,15 @@ std::vector<FlagSpec> container_create_flags(bool run) {
 }
 
 int64_t parse_go_duration(std::string_view text) {
-  static const DurationUnit units[] = {{"ns", 1},
-                                       {"us", 1000},
-                                       {"\xC2\xB5s", 1000},
-                                       {"\xCE\xBCs", 1000},
-                                       {"ms", 1000000},
-                                       {"s", 1000000000},
-                                       {"m", 60 * int64_t{1000000000}},
-                                       {"h", 3600 * int64_t{1000000000}}};
-  const std::string quoted = "\"" + std::string(text) + "\"";
-  auto invalid = [&]() -> UsageError { return UsageError("time: invalid duration " + quoted); };
-  std::string_view s = text;
-  bool neg = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    neg = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s == "0") return 0;
-  if (s.empty()) throw invalid();
-  __int128 total = 0;
-  const __int128 limit = static_cast<__int128>(std::numeric_limits<int64_t>::max()) + (neg ? 1 : 0);
-  while (!s.empty()) {
-    if (!(s[0] == '.' || std::isdigit(static_cast<unsigned char>(s[0])))) throw invalid();
-    __int128 whole = 0;
-    size_t i = 0;
-    bool digits = false;
-    for (; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i, digits = true) {
-      whole = whole * 10 + (s[i] - '0');
-      if (whole > limit) throw invalid();
-    }
-    __int128 frac = 0, scale = 1;
-    if (i < s.size() && s[i] == '.') {
-      for (++i; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i, digits = true) {
-        if (scale < static_cast<__int128>(1e18)) {
-          frac = frac * 10 + (s[i] - '0');
-          scale *= 10;
-        }
-      }
-    }
-    if (!digits) throw invalid();
-    size_t u = i;
-    while (u < s.size() && s[u] != '.' && !std::isdigit(static_cast<unsigned char>(s[u]))) ++u;
-    std::string_view unit = s.substr(i, u - i);
-    if (unit.empty()) throw UsageError("time: missing unit in duration " + quoted);
-    const DurationUnit* found = nullptr;
-    for (const auto& d : units)
-      if (d.name == unit) found = &d;
-    if (!found) throw UsageError("time: unknown unit \"" + std::string(unit) + "\" in duration " + quoted);
-    total += whole * found->ns + frac * found->ns / scale;
-    if (total > limit) throw invalid();
-    s.remove_prefix(u);
-  }
-  return static_cast<int64_t>(neg ? -total : total);
+  return as_usage_error([&] { return berth::parse_go_duration(text); });
 }
 
 int64_t parse_nano_cpus(std::string_view text) {
-  const std::string fail = "failed to parse " + std::string(text) + " as a rational number";
-  // A fraction "a/b" or a decimal with an optional exponent, as Go's big.Rat.SetString reads them.
-  auto decimal = [&](std::string_view s, __int128& num, __int128& den) {
-    bool neg = false;
-    if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-      neg = s[0] == '-';
-      s.remove_prefix(1);
-    }
-    num = 0;
-    den = 1;
-    bool digits = false;
-    size_t i = 0;
-    for (; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i, digits = true)
-      if ((num = num * 10 + (s[i] - '0')) > static_cast<__int128>(1e30)) throw UsageError(fail);
-    if (i < s.size() && s[i] == '.')
-      for (++i; i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])); ++i, digits = true) {
-        num = num * 10 + (s[i] - '0');
-        den *= 10;
-        if (den > static_cast<__int128>(1e30)) throw UsageError("value is too precise");
-      }
-    if (!digits) throw UsageError(fail);
-    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-      auto e = to_int(s.substr(i + 1));
-      if (!e || *e > 20 || *e < -20) throw UsageError(fail);
-      for (int64_t k = 0; k < *e; ++k) num *= 10;
-      for (int64_t k = 0; k < -*e; ++k) den *= 10;
-      i = s.size();
-    }
-    if (i != s.size()) throw UsageError(fail);
-    if (neg) num = -num;
-  };
-  __int128 num = 0, den = 1;
-  size_t slash = text.find('/');
-  if (slash != std::string_view::npos) {
-    auto a = to_int(text.substr(0, slash));
-    auto b = to_int(text.substr(slash + 1));
-    if (!a || !b || *b <= 0) throw UsageError(fail);
-    num = *a;
-    den = *b;
-  } else {
-    decimal(text, num, den);
-  }
-  num *= 1000000000;
-  if (num % den != 0) throw UsageError("value is too precise");
-  __int128 nano = num / den;
-  if (nano > std::numeric_limits<int64_t>::max() || nano < std::numeric_limits<int64_t>::min()) throw UsageError(fail);
-  return static_cast<int64_t>(nano);
+  return as_usage_error([&] { return berth::parse_nano_cpus(text); });
 }
 
 json parse_restart_policy(std::string_view text) {
-  json p = {{"Name", ""}, {"MaximumRetryCount", 0}};
-  if (text.empty()) return p;
-  size_t colon = text.find(':');
-  std::string name(text.substr(0, colon));
-  if (colon != std::string_view::npos && name.empty())
-    throw UsageError("invalid restart policy format: no policy provided before colon");
-  int64_t count = 0;
-  if (colon != std::string_view::npos && colon + 1 < text.size()) {
-    auto n = to_int(text.substr(colon + 1));
-    if (!n || *n > std::numeric_limits<int>::max() || *n < std::numeric_limits<int>::min())
-      throw UsageError("invalid restart policy format: maximum retry count must be an integer");
-    count = *n;
-  }
-  // dockerd's ValidateRestartPolicy, checked here so the error comes before anything is created.
-  if (name == "no" || name == "always" || name == "unless-stopped") {
-    if (count != 0) throw UsageError("invalid restart policy: maximum retry count can only be used with 'on-failure'");
-  } else if (name == "on-failure") {
-    if (count < 0) throw UsageError("invalid restart policy: maximum retry count cannot be negative");
-  } else {
-    throw UsageError("invalid restart policy: unknown policy '" + name +
-                     "'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'");
-  }
-  p["Name"] = name;
-  p["MaximumRetryCount"] = count;
-  return p;
+  return as_usage_error([&] { return berth::parse_restart_policy(text); });
 }
 
 json parse_ulimit(std::string_view text) {
@@ -573,7 +449,7 @@ json parse_ulimit(std::string_view text) {
   if (parts.size() > 2)
     throw UsageError("too many limit value arguments - " + vals + ", can only have up to two, `soft[:hard]`");
   auto num = [](const std::string& s) {
-    auto n = to_int(s);
+    auto n = parse_go_int(s);
     if (!n) throw UsageError("strconv.ParseInt: parsing \"" + s + "\": invalid syntax");
     return *n;
   };

@@ -32,15 +32,12 @@ nlohmann::json update_body_from_flags(const ParsedArgs& args);
 
 // Pieces, exposed for the API server and compose (same rules, same messages).
 
-// Go's time.ParseDuration → nanoseconds: "1m30s", "1.5h", "300ms". Throws UsageError
-// `time: invalid duration "x"` / `time: missing unit in duration "5"` / `time: unknown unit …`.
+// util/docker_syntax.hpp's parsers with their errors as UsageError (exit 125): Go's
+// time.ParseDuration → nanoseconds (`time: invalid duration "x"`, `time: missing unit in duration
+// "5"`…), --cpus → nanoCPUs ("failed to parse x as a rational number" / "value is too precise") and
+// --restart → {"Name","MaximumRetryCount"}.
 int64_t parse_go_duration(std::string_view text);
-
-// --cpus: a decimal ("1.5") or fraction → nanoCPUs. Throws "failed to parse x as a rational
-// number" / "value is too precise".
 int64_t parse_nano_cpus(std::string_view text);
-
-// --restart: no | always | unless-stopped | on-failure[:N] → {"Name","MaximumRetryCount"}.
 nlohmann::json parse_restart_policy(std::string_view text);
 
 // --ulimit NAME=SOFT[:HARD] → {"Name","Soft","Hard"}.

@@ -14,6 +14,7 @@
 #include "image/digest.hpp"
 #include "image/store.hpp"
 #include "storage/mount_spec.hpp"
+#include "util/docker_syntax.hpp"
 #include "util/error.hpp"
 
 namespace berth::compose {
@@ -47,38 +48,33 @@ std::string label(const Container& c, const std::string& key) {
   return it == labels.end() ? "" : it->second;
 }
 
-int64_t size_bytes(const json& v, const std::string& where) {
-  if (v.is_number_integer()) return v.get<int64_t>();
+// A compose key's value through a parser of docker's syntax, its errors naming the key.
+template <typename F>
+auto with_where(const std::string& where, F&& parse) {
   try {
-    return storage::parse_ram_size(text(v));
+    return parse();
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
   }
 }
 
-int64_t nano_cpus(const json& v, const std::string& where) {
-  double cpus = 0;
-  try {
-    cpus = v.is_number() ? v.get<double>() : std::stod(text(v));
-  } catch (const std::exception&) {
-    throw Error(where + ": invalid cpus value \"" + text(v) + "\"");
-  }
-  return static_cast<int64_t>(cpus * 1e9 + 0.5);
+int64_t size_bytes(const json& v, const std::string& where) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  return with_where(where, [&] { return storage::parse_ram_size(text(v)); });
 }
 
+// cpus: a YAML number (0.5) as docker compose reads it (a float, rounded to the nanoCPU), or a
+// string in docker's --cpus syntax. Unlike the std::stod this replaced, a string must be all
+// number ("1.5x" is refused) and exact to the nanoCPU ("value is too precise"), as with --cpus.
+int64_t nano_cpus(const json& v, const std::string& where) {
+  if (v.is_number()) return static_cast<int64_t>(v.get<double>() * 1e9 + 0.5);
+  return with_where(where, [&] { return parse_nano_cpus(text(v)); });
+}
+
+// restart: docker's --restart syntax and checks. "no" is now kept as Name "no" (it was ""), as
+// docker compose sends it; the engine treats both alike.
 json restart_policy(const std::string& value, const std::string& where) {
-  std::string name = value, count;
-  if (size_t colon = value.find(':'); colon != std::string::npos)
-    name = value.substr(0, colon), count = value.substr(colon + 1);
-  if (name != "no" && name != "always" && name != "unless-stopped" && name != "on-failure")
-    throw Error(where + ": invalid restart policy \"" + value + "\"");
-  json p = {{"Name", name == "no" ? "" : name}, {"MaximumRetryCount", 0}};
-  if (!count.empty()) {
-    if (name != "on-failure" || count.find_first_not_of("0123456789") != std::string::npos)
-      throw Error(where + ": invalid restart policy \"" + value + "\"");
-    p["MaximumRetryCount"] = std::stoi(count);
-  }
-  return p;
+  return with_where(where, [&] { return parse_restart_policy(value); });
 }
 
 std::string container_name(const Project& project, const std::string& service, int number) {

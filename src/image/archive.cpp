@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <map>
@@ -22,6 +21,7 @@
 #include "image/digest.hpp"
 #include "image/inspect.hpp"
 #include "image/reference.hpp"
+#include "util/docker_syntax.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
@@ -1387,46 +1387,6 @@ class Lexer {
   const std::vector<std::string>& env_;
   size_t pos_ = 0;
 };
-
-// Go's time.ParseDuration, in nanoseconds.
-int64_t parse_go_duration(const std::string& s) {
-  auto invalid = [&] { return Error("time: invalid duration \"" + s + "\""); };
-  std::string_view v = s;
-  bool neg = false;
-  if (!v.empty() && (v.front() == '-' || v.front() == '+')) {
-    neg = v.front() == '-';
-    v.remove_prefix(1);
-  }
-  if (v == "0") return 0;
-  if (v.empty()) throw invalid();
-  long double total = 0;
-  while (!v.empty()) {
-    size_t i = 0;
-    std::string digits;
-    while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i]))) digits += v[i++];
-    std::string frac;
-    if (i < v.size() && v[i] == '.') {
-      i++;
-      while (i < v.size() && std::isdigit(static_cast<unsigned char>(v[i]))) frac += v[i++];
-    }
-    if (digits.empty() && frac.empty()) throw invalid();
-    size_t u = i;
-    while (u < v.size() && v[u] != '.' && !std::isdigit(static_cast<unsigned char>(v[u]))) u++;
-    std::string unit(v.substr(i, u - i));
-    if (unit.empty()) throw Error("time: missing unit in duration \"" + s + "\"");
-    static const std::map<std::string, long double> units = {{"ns", 1},          {"us", 1e3},  {"\xc2\xb5s", 1e3},
-                                                             {"\xce\xbcs", 1e3}, {"ms", 1e6},  {"s", 1e9},
-                                                             {"m", 60e9},        {"h", 3600e9}};
-    auto it = units.find(unit);
-    if (it == units.end()) throw Error("time: unknown unit \"" + unit + "\" in duration \"" + s + "\"");
-    long double n = std::stold((digits.empty() ? "0" : digits) + "." + (frac.empty() ? "0" : frac));
-    total += n * it->second;
-    if (total > 9.2e18L) throw invalid();
-    v.remove_prefix(u);
-  }
-  int64_t ns = static_cast<int64_t>(std::llround(total));
-  return neg ? -ns : ns;
-}
 
 bool valid_signal(const std::string& raw) {
   static const std::set<std::string> names = {

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "util/docker_syntax.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
 
@@ -143,65 +144,6 @@ bool parse_timestamp(std::string_view s, bool strict, int64_t& out_ns) {
   // int64 nanoseconds cover 1677…2262.
   if (secs >= INT64_MAX / kNsPerSec || secs <= INT64_MIN / kNsPerSec) return false;
   out_ns = secs * kNsPerSec + frac_ns;
-  return true;
-}
-
-// Go's time.ParseDuration: [-+]?([0-9]*(\.[0-9]*)?[a-z]+)+, or "0".
-bool parse_go_duration(std::string_view s, int64_t& out_ns) {
-  bool negative = false;
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    negative = s[0] == '-';
-    s.remove_prefix(1);
-  }
-  if (s == "0") {
-    out_ns = 0;
-    return true;
-  }
-  if (s.empty()) return false;
-  __int128 total = 0;
-  while (!s.empty()) {
-    __int128 whole = 0;
-    bool digits = false;
-    while (!s.empty() && s[0] >= '0' && s[0] <= '9') {
-      whole = whole * 10 + (s[0] - '0');
-      if (whole > INT64_MAX) return false;
-      s.remove_prefix(1);
-      digits = true;
-    }
-    __int128 frac = 0, scale = 1;
-    if (!s.empty() && s[0] == '.') {
-      s.remove_prefix(1);
-      while (!s.empty() && s[0] >= '0' && s[0] <= '9') {
-        if (scale < 1'000'000'000'000'000'000) {  // further digits cannot matter at 1 ns
-          frac = frac * 10 + (s[0] - '0');
-          scale *= 10;
-        }
-        s.remove_prefix(1);
-        digits = true;
-      }
-    }
-    if (!digits) return false;
-    static constexpr std::pair<std::string_view, int64_t> kUnits[] = {
-        {"ns", 1},
-        {"us", 1'000},
-        {"\xC2\xB5s", 1'000},  // µs (micro sign)
-        {"\xCE\xBCs", 1'000},  // μs (Greek mu)
-        {"ms", 1'000'000},
-        {"s", kNsPerSec},
-        {"m", 60 * kNsPerSec},
-        {"h", 3600 * kNsPerSec},
-    };
-    size_t unit_len = 0;
-    while (unit_len < s.size() && s[unit_len] != '.' && (s[unit_len] < '0' || s[unit_len] > '9')) ++unit_len;
-    const std::string_view unit = s.substr(0, unit_len);
-    const auto* found =
-        std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& u) { return u.first == unit; });
-    if (found == std::end(kUnits)) return false;
-    s.remove_prefix(unit_len);
-    total += whole * found->second + frac * found->second / scale;
-    if (total > INT64_MAX) return false;
-  }
-  out_ns = static_cast<int64_t>(negative ? -total : total);
   return true;
 }
 
@@ -583,10 +525,11 @@ void read(const std::string& path, const ReadOptions& options, const std::functi
 }
 
 int64_t parse_time_arg(std::string_view text, int64_t now_ns) {
-  int64_t value = 0;
   // As docker: a duration first (but "0" is the unix time 0), then a date, then unix seconds.
-  int64_t result = 0;
-  if (text != "0" && parse_go_duration(text, value) && !__builtin_sub_overflow(now_ns, value, &result)) return result;
+  int64_t value = 0;
+  if (auto ago = text == "0" ? std::nullopt : try_parse_go_duration(text);
+      ago && !__builtin_sub_overflow(now_ns, *ago, &value))
+    return value;
   if (text.find('-') != std::string_view::npos) {
     if (parse_timestamp(text, false, value)) return value;
   } else if (parse_unix_time(text, value)) {
