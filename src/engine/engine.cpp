@@ -1048,7 +1048,12 @@ std::string Engine::create(const json& body) {
       merged["Config"]["Image"] = image_ref;
       if (jstr(merged["Config"], "Hostname").empty()) merged["Config"]["Hostname"] = hostname;
       // The process's command line, for ps and inspect without reading config.json.
-      if (spec.contains("process") && spec["process"].contains("args")) merged["Args"] = spec["process"]["args"];
+      // As docker, without the --init binary in front: Path is the container's own command.
+      if (spec.contains("process") && spec["process"].contains("args")) {
+        json args = spec["process"]["args"];
+        if (!in.init_path.empty() && args.size() >= 2 && args[1] == "--") args.erase(args.begin(), args.begin() + 2);
+        merged["Args"] = args;
+      }
       sql::Stmt(impl_->db, "UPDATE containers SET state='created', mounts=?, config=? WHERE id=?")
           .bind(1, docker_mounts.dump())
           .bind(2, merged.dump())
