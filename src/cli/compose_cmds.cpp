@@ -5,14 +5,18 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "cli/cli_util.hpp"
+#include "cli/compose_cli.hpp"
 #include "cli/context.hpp"
 #include "cli/format.hpp"
 #include "cli/handlers.hpp"
@@ -22,8 +26,6 @@
 #include "engine/inspect.hpp"
 #include "engine/networks.hpp"
 #include "engine/volumes.hpp"
-#include "image/pull.hpp"
-#include "image/reference.hpp"
 #include "image/store.hpp"
 #include "logs/json_file.hpp"
 #include "util/humanize.hpp"
@@ -52,7 +54,7 @@ const std::vector<FlagSpec> kGlobalFlags = {
 };
 
 // labels_ok: with -p and no compose file found, the project as its labels describe it (docker
-// compose allows that for down, ps, logs, stop, start, rm, top and events).
+// compose allows that for down, ps, logs, stop, start, rm, top, events, exec and port).
 compose::Project load(ComposeGlobals& g, const std::vector<std::string>& services = {}, bool labels_ok = false) {
   g.load.services = services;
   g.load.warn = [](const std::string& m) { std::cerr << "WARN[0000] " << m << "\n"; };
@@ -77,22 +79,7 @@ compose::Project load_for_services(ComposeGlobals& g, const std::vector<std::str
 // The engine pieces for the compose module; images are pulled when missing (pull: "missing").
 struct Backend {
   compose::Backend backend;
-  Backend(Context& ctx, const std::string& pull = "missing")
-      : backend{ctx.engine(), ctx.volumes(), ctx.images(),
-                [&ctx, pull](const std::string& name) {
-                  if (pull == "never") {
-                    if (!ctx.images().find(name)) throw Error("No such image: " + name);
-                    return;
-                  }
-                  if (pull != "always" && ctx.images().find(name)) return;
-                  image::Reference ref = image::parse_reference(name);
-                  std::cerr << " " << name << " Pulling\n";
-                  image::PullOptions opts;
-                  opts.registry = ctx.registry_options(ref);
-                  image::pull_image(ctx.images(), ref, opts, [](const image::PullEvent&) {});
-                  std::cerr << " " << name << " Pulled\n";
-                },
-                std::cerr} {}
+  Backend(Context& ctx, const std::string& pull = "missing") : backend(compose_backend(ctx, pull)) {}
 };
 
 std::optional<int> timeout_flag(const ParsedArgs& a) {
@@ -107,7 +94,7 @@ std::optional<int> timeout_flag(const ParsedArgs& a) {
 // "SERVICE" and its --index → the container.
 engine::Container service_container(Context& ctx, const compose::Project& project, const std::string& service,
                                     int index) {
-  if (!project.has_service(service)) throw Error("no such service: " + service);
+  if (!project.from_labels && !project.has_service(service)) throw Error("no such service: " + service);
   for (auto& c : compose::project_containers(ctx.engine(), project.name, {service}))
     if (compose::number_of(c) == index && c.running()) return c;
   throw Error("service \"" + service + "\" is not running");
@@ -159,6 +146,72 @@ void print_logs(Context& ctx, const std::vector<engine::Container>& containers, 
   }
   for (auto& t : readers) t.join();
 }
+
+// Watches containers for the log readers, from one thread (the readers must not share the engine's
+// database): every `period` it asks the engine which have stopped (or are gone) and records them
+// for exited(id). after_poll, if given, runs on that thread after each round, told whether a
+// container exited in it (compose up: Ctrl+C, --abort-on-container-exit). The thread ends once
+// every container has exited (join() waits for that) or when the watcher is destroyed.
+class ExitWatcher {
+ public:
+  ExitWatcher(Context& ctx, std::vector<engine::Container> containers, std::chrono::milliseconds period,
+              std::function<void(bool newly_exited)> after_poll = {})
+      : ctx_(ctx), containers_(std::move(containers)), period_(period), after_poll_(std::move(after_poll)) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ExitWatcher(const ExitWatcher&) = delete;
+  ExitWatcher& operator=(const ExitWatcher&) = delete;
+  ~ExitWatcher() {
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      finished_ = true;
+    }
+    wake_.notify_all();
+    join();
+  }
+
+  bool exited(const std::string& id) const {
+    std::lock_guard<std::mutex> g(lock_);
+    return exited_.count(id) > 0;
+  }
+
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      size_t exited = 0;
+      bool newly_exited = false;
+      for (const auto& c : containers_) {
+        bool gone = true;
+        try {
+          gone = !ctx_.engine().get(c.id).running();
+        } catch (const Error&) {
+        }
+        if (!gone) continue;
+        exited++;
+        std::lock_guard<std::mutex> g(lock_);
+        newly_exited |= exited_.insert(c.id).second;
+      }
+      if (after_poll_) after_poll_(newly_exited);
+      if (exited == containers_.size()) return;
+      std::unique_lock<std::mutex> g(lock_);
+      if (wake_.wait_for(g, period_, [this] { return finished_; })) return;
+    }
+  }
+
+  Context& ctx_;
+  const std::vector<engine::Container> containers_;
+  const std::chrono::milliseconds period_;
+  const std::function<void(bool)> after_poll_;
+  mutable std::mutex lock_;
+  std::condition_variable wake_;
+  std::set<std::string> exited_;
+  bool finished_ = false;
+  std::thread thread_;
+};
 
 std::atomic<int> g_signals{0};
 void on_signal(int) { g_signals++; }
@@ -240,44 +293,20 @@ int compose_up(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
   lo.read.since_ns = 0;
   lo.prefix = !a.has("no-log-prefix");
   lo.colour = !a.has("no-color") && ::isatty(1);
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> aborted{false};
-  std::set<std::string> done;
-  std::mutex done_lock;
-  // One thread watches the containers (the log readers must not share the engine's database).
-  std::thread watcher([&]() {
-    for (;;) {
-      if (g_signals > 0 && !stopping) {
-        stopping = true;
-        std::cerr << "Gracefully stopping... (press Ctrl+C again to force)\n";
-        compose::stop(b.backend, project, services, timeout_flag(a));
-      }
-      size_t exited = 0;
-      for (const auto& c : containers) {
-        bool gone = true;
-        try {
-          gone = !ctx.engine().get(c.id).running();
-        } catch (const Error&) {
-        }
-        if (gone) {
-          exited++;
-          std::lock_guard<std::mutex> lk(done_lock);
-          if (done.insert(c.id).second && a.has("abort-on-container-exit") && !stopping) {
-            aborted = true;
-            stopping = true;
-            std::cerr << "Aborting on container exit...\n";
-            compose::stop(b.backend, project, services, timeout_flag(a));
-          }
-        }
-      }
-      if (exited == containers.size()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  bool stopping = false;  // only the watcher's thread reads and writes it
+  ExitWatcher watcher(ctx, containers, std::chrono::milliseconds(50), [&](bool newly_exited) {
+    if (stopping) return;
+    if (g_signals > 0) {
+      std::cerr << "Gracefully stopping... (press Ctrl+C again to force)\n";
+    } else if (newly_exited && a.has("abort-on-container-exit")) {
+      std::cerr << "Aborting on container exit...\n";
+    } else {
+      return;
     }
+    stopping = true;
+    compose::stop(b.backend, project, services, timeout_flag(a));
   });
-  print_logs(ctx, containers, lo, [&](const std::string& id) {
-    std::lock_guard<std::mutex> lk(done_lock);
-    return done.count(id) > 0;
-  });
+  print_logs(ctx, containers, lo, [&](const std::string& id) { return watcher.exited(id); });
   watcher.join();
   if (g_signals > 0) return 130;
   return 0;
@@ -455,33 +484,9 @@ int compose_logs(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
     std::erase_if(containers, [&](const engine::Container& c) { return compose::number_of(c) != index; });
   }
   // Follow: a watcher thread polls the engine; the readers only look at its answers.
-  std::set<std::string> stopped;
-  std::mutex lock;
-  std::atomic<bool> finished{false};
-  std::thread watcher;
-  if (o.read.follow)
-    watcher = std::thread([&]() {
-      while (!finished) {
-        for (const auto& c : containers) {
-          bool gone = true;
-          try {
-            gone = !ctx.engine().get(c.id).running();
-          } catch (const Error&) {
-          }
-          if (gone) {
-            std::lock_guard<std::mutex> g(lock);
-            stopped.insert(c.id);
-          }
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    });
-  print_logs(ctx, containers, o, [&](const std::string& id) {
-    std::lock_guard<std::mutex> g(lock);
-    return stopped.count(id) > 0;
-  });
-  finished = true;
-  if (watcher.joinable()) watcher.join();
+  std::optional<ExitWatcher> watcher;
+  if (o.read.follow) watcher.emplace(ctx, containers, std::chrono::milliseconds(100));
+  print_logs(ctx, containers, o, [&](const std::string& id) { return watcher && watcher->exited(id); });
   return 0;
 }
 
@@ -537,7 +542,7 @@ int compose_exec(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
        {"interactive", 'i', false, "Keep STDIN open even if not attached (default true)", ""}}};
   ParsedArgs a = parse_command(inv, help, false);
   require_args(inv, a, 2, -1);
-  compose::Project project = load(g);
+  compose::Project project = load(g, {}, true);
   engine::Container c = service_container(ctx, project, a.positionals[0], std::stoi(a.get("index", "1")));
   Invocation exec;
   exec.name = "exec";
@@ -769,7 +774,7 @@ int compose_forward(Context& ctx, ComposeGlobals& g, const Invocation& inv, cons
                       {"protocol", 0, true, "tcp or udp", "string"}}};
     ParsedArgs a = parse_command(inv, help);
     require_args(inv, a, 2, 2);
-    compose::Project project = load(g);
+    compose::Project project = load(g, {}, true);
     engine::Container c = service_container(ctx, project, a.positionals[0], std::stoi(a.get("index", "1")));
     Invocation port{"port", {"port", c.id, a.positionals[1] + "/" + a.get("protocol", "tcp")}, 1};
     return cmd_port(ctx, port);
@@ -826,6 +831,7 @@ void print_compose_usage(std::ostream& out) {
          "  down        Stop and remove containers, networks\n"
          "  events      Receive real time events from containers\n"
          "  exec        Execute a command in a running container\n"
+         "  kube        Write Kubernetes manifests for the project\n"
          "  logs        View output from containers\n"
          "  ls          List running compose projects\n"
          "  port        Print the public port for a port binding\n"
@@ -842,6 +848,16 @@ void print_compose_usage(std::ostream& out) {
 }
 
 }  // namespace
+
+compose::Backend compose_backend(Context& ctx, const std::string& pull) {
+  return compose::Backend{ctx.engine(), ctx.volumes(), ctx.images(),
+                          [&ctx, pull](const std::string& name) {
+                            ensure_image_present(ctx, name, pull, [&name](const image::Reference&, bool pulled) {
+                              std::cerr << " " << name << (pulled ? " Pulled\n" : " Pulling\n");
+                            });
+                          },
+                          std::cerr};
+}
 
 int cmd_compose(Context& ctx, const Invocation& inv) {
   ParsedArgs a = parse_args(inv.args, inv.start, kGlobalFlags, false);
@@ -874,6 +890,7 @@ int cmd_compose(Context& ctx, const Invocation& inv) {
   if (what == "ls") return compose_ls(ctx, g, sub);
   if (what == "top" || what == "port") return compose_forward(ctx, g, sub, what);
   if (what == "events") return compose_events(ctx, g, sub);
+  if (what == "kube") return compose_kube(g.load, sub);
   if (what == "version") {
     std::cout << "berth compose version 0.1.0 (compose specification)\n";
     return 0;

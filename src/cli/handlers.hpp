@@ -46,6 +46,10 @@ int cmd_port(Context&, const Invocation&);
 // compose_cmds.cpp
 int cmd_compose(Context&, const Invocation&);
 
+// kube_cmds.cpp (`compose kube` is in kube_cmds.hpp)
+int cmd_kube_play(Context&, const Invocation&);
+int cmd_kube_down(Context&, const Invocation&);
+
 // container_cmds.cpp
 int cmd_create(Context&, const Invocation&);
 int cmd_run(Context&, const Invocation&);

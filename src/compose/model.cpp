@@ -26,6 +26,7 @@
 #include "compose/interpolate.hpp"
 #include "compose/schema.hpp"
 #include "compose/yaml.hpp"
+#include "util/docker_syntax.hpp"
 #include "util/error.hpp"
 #include "util/strings.hpp"
 
@@ -63,19 +64,6 @@ std::string absolute(const std::string& path, const std::string& base) {
 std::string strip_trailing_slash(std::string s) {
   while (s.size() > 1 && s.back() == '/') s.pop_back();
   return s;
-}
-
-// A scalar as compose reads it into a string field (8080 → "8080", true → "true").
-std::string scalar_text(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-  if (v.is_null()) return "";
-  if (v.is_number_float()) {
-    std::ostringstream s;
-    s << v.get<double>();
-    return s.str();
-  }
-  return v.dump();
 }
 
 // shlex-style splitting of a string command, as compose does for `command: echo "a b"`.
@@ -287,7 +275,9 @@ json parse_volume(const std::string& spec, const std::string& working_dir, const
 }
 
 // One file's services and top-level objects in long form.
-json normalize_file(json doc, const std::string& file, const std::string& working_dir, const VariableLookup& lookup) {
+// env_file_vars: per service, what its env_files set (compose kube makes ConfigMaps of them).
+json normalize_file(json doc, const std::string& file, const std::string& working_dir, const VariableLookup& lookup,
+                    std::map<std::string, std::map<std::string, std::string>>& env_file_vars) {
   if (doc.is_null()) doc = json::object();
   json& services = doc["services"];
   if (services.is_null()) services = json::object();
@@ -312,7 +302,10 @@ json normalize_file(json doc, const std::string& file, const std::string& workin
         if (!required && !fs::exists(abs)) continue;
         if (!fs::exists(abs))
           throw Error(where + ".env_file: env file " + abs + " not found: stat " + abs + ": no such file or directory");
-        for (auto& [k, val] : read_dotenv(abs, lookup)) env[k] = val;
+        for (auto& [k, val] : read_dotenv(abs, lookup)) {
+          env[k] = val;
+          env_file_vars[name][k] = val;
+        }
       }
       svc.erase("env_file");
     }
@@ -465,6 +458,8 @@ bool valid_project_name(const std::string& s) {
   return s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos;
 }
 
+void resolve_project(Project& project, json merged, const LoadOptions& options, const VariableLookup& lookup);
+
 }  // namespace
 
 std::string normalize_project_name(const std::string& text) {
@@ -477,32 +472,16 @@ std::string normalize_project_name(const std::string& text) {
 
 int64_t compose_duration(const json& value, const std::string& where) {
   if (value.is_number()) return static_cast<int64_t>(value.get<double>() * 1e9);
-  std::string text = scalar_text(value);
-  // Go's time.ParseDuration: a sequence of decimal numbers, each with a unit.
-  static const std::pair<const char*, double> units[] = {{"ns", 1},  {"us", 1e3}, {"µs", 1e3},  {"ms", 1e6},
-                                                         {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
-  double total = 0;
-  size_t i = 0;
-  if (text.empty()) throw Error(where + ": invalid duration \"\"");
-  if (text == "0") return 0;
-  while (i < text.size()) {
-    size_t start = i;
-    while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) i++;
-    if (start == i) throw Error(where + ": invalid duration \"" + text + "\"");
-    double number = std::stod(text.substr(start, i - start));
-    bool matched = false;
-    for (const auto& [unit, scale] : units) {
-      std::string u = unit;
-      if (text.compare(i, u.size(), u) == 0 && !(u == "m" && i + 1 < text.size() && text[i + 1] == 's')) {
-        total += number * scale;
-        i += u.size();
-        matched = true;
-        break;
-      }
-    }
-    if (!matched) throw Error(where + ": invalid duration \"" + text + "\" (missing or unknown unit)");
+  const std::string text = scalar_text(value);
+  int64_t ns = 0;
+  try {
+    ns = parse_go_duration(text);
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
   }
-  return static_cast<int64_t>(total);
+  // Go accepts a sign; a negative period or timeout means nothing here (refused, as before).
+  if (ns < 0) throw Error(where + ": invalid duration \"" + text + "\": cannot be negative");
+  return ns;
 }
 
 Project project_from_labels(const std::string& name) {
@@ -563,6 +542,18 @@ std::vector<std::string> Project::with_dependencies(const std::vector<std::strin
   return out;
 }
 
+std::string scalar_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_null()) return "";
+  if (v.is_number_float()) {
+    std::ostringstream s;
+    s << v.get<double>();
+    return s.str();
+  }
+  return v.dump();
+}
+
 Project load_project(const LoadOptions& options) {
   Project project;
   std::map<std::string, std::string> process_env;
@@ -621,10 +612,34 @@ Project load_project(const LoadOptions& options) {
     doc = interpolate(doc, lookup, file, warn);
     if (doc.is_null()) doc = json::object();
     validate_compose(doc, file);
-    merge_into(merged, normalize_file(doc, file, project.working_dir, lookup));
+    merge_into(merged, normalize_file(doc, file, project.working_dir, lookup, project.env_file_variables));
   }
+  resolve_project(project, std::move(merged), options, lookup);
+  return project;
+}
+
+Project load_document(const nlohmann::json& document, const std::string& source, const std::string& working_dir,
+                      const LoadOptions& options) {
+  Project project;
+  project.config_files = {source};
+  project.working_dir = working_dir;
+  VariableLookup lookup = [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  };
+  validate_compose(document, source);
+  resolve_project(project, normalize_file(document, source, working_dir, lookup, project.env_file_variables), options,
+                  lookup);
+  return project;
+}
+
+namespace {
+
+// The steps after the files are read and merged: name, profiles, references, prefixes.
+void resolve_project(Project& project, json merged, const LoadOptions& options, const VariableLookup& lookup) {
+  const std::string& first_file = project.config_files.at(0);
   if (!merged.contains("services") || merged["services"].empty())
-    throw Error(files[0] + ": no service selected (the file has no services)");
+    throw Error(first_file + ": no service selected (the file has no services)");
 
   // The project's name: -p, COMPOSE_PROJECT_NAME, the files' name:, the directory's name.
   std::string name = options.project_name;
@@ -751,7 +766,8 @@ Project load_project(const LoadOptions& options) {
   for (const char* extra : {"secrets", "configs"})
     if (merged.contains(extra)) project.model[extra] = merged[extra];
   project.ordered_services();  // a cycle is an error now, not half-way through `up`
-  return project;
 }
+
+}  // namespace
 
 }  // namespace berth::compose

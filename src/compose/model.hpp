@@ -31,6 +31,9 @@ struct Project {
   // `-p NAME` without a compose file: the project is what carries its labels (docker compose lets
   // down, ps, logs, stop, start and rm work that way); the model has no services.
   bool from_labels = false;
+  // Per service, the variables its env_files set (folded into "environment" in the model; compose
+  // kube makes a ConfigMap of them).
+  std::map<std::string, std::map<std::string, std::string>> env_file_variables;
 
   const nlohmann::json& service(const std::string& name) const;
   bool has_service(const std::string& name) const;
@@ -43,11 +46,20 @@ struct Project {
 // Reads the project; throws berth::Error naming the file, the key and the value at fault.
 Project load_project(const LoadOptions& options);
 
+// A project from one compose document already in memory (no interpolation; `berth kube play`
+// builds one from Kubernetes objects): the same validation, long form and checks as files get.
+// source names the document in errors; relative bind sources are taken from working_dir.
+Project load_document(const nlohmann::json& document, const std::string& source, const std::string& working_dir,
+                      const LoadOptions& options);
+
 // The project `name` as its labels describe it (from_labels); throws on an invalid name.
 Project project_from_labels(const std::string& name);
 
 // docker compose's rule for a project name from a directory: lower case, [a-z0-9_-] kept.
 std::string normalize_project_name(const std::string& text);
+
+// A scalar as compose reads it into a string field (8080 → "8080", true → "true", null → "").
+std::string scalar_text(const nlohmann::json& value);
 
 // Go durations ("1m30s") as compose accepts them (a plain number is seconds) → nanoseconds.
 int64_t compose_duration(const nlohmann::json& value, const std::string& where);

@@ -398,6 +398,22 @@ json yaml_to_json(std::string_view text, const std::string& file) {
   return builder.take_root();
 }
 
+std::vector<json> yaml_documents(std::string_view text, const std::string& file) {
+  std::istringstream in{std::string(text)};
+  std::vector<json> documents;
+  try {
+    YAML::Parser parser(in);
+    for (;;) {
+      JsonBuilder builder(file);
+      if (!parser.HandleNextDocument(builder)) break;
+      documents.push_back(builder.take_root());
+    }
+  } catch (const YAML::Exception& e) {
+    fail(file, e.mark, e.msg);
+  }
+  return documents;
+}
+
 std::string json_to_yaml(const json& value) {
   YAML::Emitter out;
   out.SetIndent(2);

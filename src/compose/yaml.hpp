@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace berth::compose {
 
@@ -12,6 +13,10 @@ namespace berth::compose {
 // Anchors, aliases and merge keys (<<) are resolved; a duplicate mapping key is an error. An empty
 // document is null. Errors are berth::Error("FILE: line L, column C: problem").
 nlohmann::json yaml_to_json(std::string_view text, const std::string& file);
+
+// Every document of a multi-document stream ("---" separated), as yaml_to_json reads one; an
+// empty document is null. For Kubernetes manifests.
+std::vector<nlohmann::json> yaml_documents(std::string_view text, const std::string& file);
 
 // JSON as YAML text (block style, keys in the JSON's order), as `compose config` prints it.
 std::string json_to_yaml(const nlohmann::json& value);

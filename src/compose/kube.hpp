@@ -1,0 +1,62 @@
+// The road to Kubernetes: `berth compose kube` writes a project as Kubernetes objects, and
+// `berth kube play` runs Kubernetes objects on this machine as a compose project (so the same
+// manifests can be tried locally). The mapping both ways is documented at the top of kube.cpp.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "compose/model.hpp"
+
+namespace berth::compose {
+
+using Warn = std::function<void(const std::string&)>;
+
+// The label that ties generated objects to their compose project (kube play reads it back).
+inline constexpr const char* kPartOfLabel = "app.kubernetes.io/part-of";
+// The label that selects a service's pods.
+inline constexpr const char* kNameLabel = "app.kubernetes.io/name";
+
+// `compose kube`: ConfigMaps, PersistentVolumeClaims, Services, then Deployments and StatefulSets,
+// in the order `kubectl apply` wants them. What has no Kubernetes equivalent is reported by warn.
+std::vector<nlohmann::json> kube_manifests(const Project& project, const Warn& warn);
+
+// "<name>-<kind>.yaml" for `compose kube -o DIR`.
+std::string kube_file_name(const nlohmann::json& object);
+
+// A file that `kube play` writes for a ConfigMap or Secret volume (bind-mounted read-only).
+struct KubeFile {
+  std::string path;  // absolute
+  std::string content;
+  unsigned mode = 0644;
+};
+
+struct KubePlan {
+  Project project;              // the compose project that runs the objects
+  std::vector<KubeFile> files;  // under files_root
+  std::string files_root;
+};
+
+// `kube play`: documents are the objects read from the files (List objects are expanded).
+// project_name: --project, else the objects' app.kubernetes.io/part-of label, else source's stem.
+// files_root_base: where ConfigMap and Secret volumes are written (<base>/<project>/…).
+// Throws Error naming the object and the field at fault; nothing is created by this call.
+KubePlan kube_plan(const std::vector<nlohmann::json>& documents, const std::string& source,
+                   const std::string& project_name, const std::string& files_root_base, const Warn& warn);
+
+// The project kube play runs the documents as: requested (--project-name), else the objects'
+// app.kubernetes.io/part-of label when they agree, else the stem of source, normalised.
+std::string kube_project_name(const std::vector<nlohmann::json>& documents, const std::string& source,
+                              const std::string& requested);
+
+// Writes (or updates in place) the plan's files; files of the project's earlier plays that are
+// no longer named are removed.
+void write_kube_files(const KubePlan& plan);
+
+// The label kube play puts on emptyDir volumes: `kube down` removes them (they are the pod's
+// scratch space by definition); persistent volume claims stay unless asked.
+inline constexpr const char* kEmptyDirLabel = "berth.kube.emptydir";
+
+}  // namespace berth::compose
