@@ -113,7 +113,8 @@ class NetworkStore {
   void reconcile(const std::function<void(const std::string&)>& settle);
 
   // The responder for one network (`berth network dns-serve`): serves until the network has no
-  // endpoints left.
+  // endpoints left. ensure_dns starts it with the responder lock on fd 3 and its UDP and TCP
+  // sockets, already bound and listening, on fds 4 and 5: nobody waits for it to be ready.
   void serve_dns(const std::string& network_id);
   // Ends the network's DNS responder (its address is free when this returns) and drops its files.
   void stop_dns(const std::string& network_id);
@@ -123,6 +124,7 @@ class NetworkStore {
   Network ensure_kernel_side(const Network& n);
   void teardown_locked(const std::string& container_id);
   std::vector<Endpoint> query_endpoints(const char* where, const std::string& key);
+  // Starts the network's responder unless one holds its lock.
   void ensure_dns(const Network& n);
   sql::Db& db_;
   std::string root_, run_dir_;

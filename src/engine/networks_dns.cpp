@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -234,69 +235,54 @@ void NetworkStore::ensure_dns(const Network& n) {
   std::string dir = run_dir_ + "/dns";
   mkdir_p(dir, 0700);
   std::string alive_path = dir + "/" + n.id + ".lock";
-  {
-    UniqueFd fd(::open(alive_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!fd) throw_errno("open " + alive_path);
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return;  // a responder holds it
-  }
+  // The lock is taken here and handed to the responder with its sockets, so it is held from now
+  // until the responder exits: a concurrent start finds it held and leaves the work to this one.
+  UniqueFd alive(::open(alive_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!alive) throw_errno("open " + alive_path);
+  if (::flock(alive.get(), LOCK_EX | LOCK_NB) != 0) return;  // a responder holds it
   // The responder of a just-removed network on the same gateway address exits within its idle
-  // interval (1 s); until then the address is taken, so that one failure is retried.
+  // interval (1 s); until then the address is taken, so that failure is retried.
+  dns::Listeners sockets;
   for (int attempt = 0;; attempt++) {
-    int ready[2];
-    if (::pipe2(ready, O_CLOEXEC) != 0) throw_errno("pipe2");
-    UniqueFd ready_r(ready[0]), ready_w(ready[1]);
-    std::vector<std::string> args = {self_dir() + "berth", "--root", root_, "network", "dns-serve", n.id};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::string log_path = dir + "/" + n.id + ".log";
-    pid_t pid = ::fork();
-    if (pid < 0) throw_errno("fork the DNS responder");
-    if (pid == 0) {
-      // Detached from this command (new session, reparented to init by the double fork).
-      ::setsid();
-      if (::fork() != 0) ::_exit(0);
-      ::dup2(ready_w.get(), 3);
-      int null = ::open("/dev/null", O_RDWR);
-      int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      ::dup2(null, 0);
-      ::dup2(null, 1);
-      ::dup2(log >= 0 ? log : null, 2);
-      ::syscall(SYS_close_range, 4, ~0U, 0);
-      ::signal(SIGPIPE, SIG_IGN);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
+    try {
+      sockets = dns::listen(n.gateway, 53);
+      break;
+    } catch (const Error& e) {
+      if (e.errnum() != EADDRINUSE || attempt >= 30)
+        throw Error("DNS responder for network " + n.name + " did not start: " + e.what(), e.errnum());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    ready_w.reset();
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    std::string got;
-    struct pollfd p = {ready_r.get(), POLLIN, 0};
-    for (int waited = 0; waited < 5000 && got.find('\n') == std::string::npos;) {
-      int r = ::poll(&p, 1, 100);
-      if (r < 0 && errno == EINTR) continue;
-      if (r == 0) {
-        waited += 100;
-        continue;
-      }
-      char buf[256];
-      ssize_t k = ::read(ready_r.get(), buf, sizeof buf);
-      if (k <= 0) break;
-      got.append(buf, static_cast<size_t>(k));
-    }
-    if (got.rfind("ready", 0) != 0) {
-      std::string log = read_file_if_exists(log_path).value_or("");
-      if (auto nl = log.find_last_of('\n', log.size() >= 2 ? log.size() - 2 : 0); nl != std::string::npos)
-        log = log.substr(nl + 1);
-      while (!log.empty() && log.back() == '\n') log.pop_back();
-      if ((got + log).find("Address already in use") != std::string::npos && attempt < 30) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        continue;
-      }
-      throw Error("DNS responder for network " + n.name + " did not start" + (log.empty() ? "" : ": " + log));
-    }
-    return;
+  }
+  std::vector<std::string> args = {self_dir() + "berth", "--root", root_, "network", "dns-serve", n.id};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string log_path = dir + "/" + n.id + ".log";
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork the DNS responder");
+  if (pid == 0) {
+    // Detached from this command (new session, reparented to init by the double fork). The lock
+    // and sockets go to fds 3, 4 and 5 (by way of fds above 5, as dup2 must not clobber a source).
+    ::setsid();
+    if (::fork() != 0) ::_exit(0);
+    int lock = ::fcntl(alive.get(), F_DUPFD, 10), udp = ::fcntl(sockets.udp.get(), F_DUPFD, 10),
+        tcp = ::fcntl(sockets.tcp.get(), F_DUPFD, 10);
+    if (lock < 0 || udp < 0 || tcp < 0) ::_exit(127);
+    ::dup2(lock, 3);
+    ::dup2(udp, 4);
+    ::dup2(tcp, 5);
+    int null = ::open("/dev/null", O_RDWR);
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(log >= 0 ? log : null, 2);
+    ::syscall(SYS_close_range, 6, ~0U, 0);
+    ::signal(SIGPIPE, SIG_IGN);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
 }
 
@@ -318,25 +304,16 @@ void NetworkStore::stop_dns(const std::string& network_id) {
 }
 
 void NetworkStore::serve_dns(const std::string& network_id) {
-  std::string dir = run_dir_ + "/dns";
-  mkdir_p(dir, 0700);
-  std::string alive_path = dir + "/" + network_id + ".lock";
-  UniqueFd alive(::open(alive_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!alive) throw_errno("open " + alive_path);
-  auto report = [](const std::string& line) {
-    if (::fcntl(3, F_GETFD) < 0) return;
-    std::string l = line + "\n";
-    [[maybe_unused]] ssize_t k = ::write(3, l.data(), l.size());
-    ::close(3);
-  };
-  if (::flock(alive.get(), LOCK_EX | LOCK_NB) != 0) {
-    report("ready");  // another responder serves this network
-    return;
-  }
+  // ensure_dns's hand-over: fd 3 holds the network's responder lock, 4 and 5 the bound sockets.
+  struct stat lock_st {};
+  if (::fstat(3, &lock_st) != 0 || !S_ISREG(lock_st.st_mode) || ::fcntl(4, F_GETFD) < 0 || ::fcntl(5, F_GETFD) < 0)
+    throw Error("network dns-serve: started by berth only (expects its lock and sockets on fds 3-5)");
+  UniqueFd alive(3);
+  ::fcntl(3, F_SETFD, FD_CLOEXEC);
   // The lock holder's pid, for stop_dns when the network is removed.
   std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(alive.get(), 0) != 0 || ::pwrite(alive.get(), pid.data(), pid.size(), 0) < 0)
-    throw_errno("write " + alive_path);
+    throw_errno("write the DNS responder's lock file");
   auto n = find(network_id);
   if (!n) throw Error("network " + network_id + " not found");
   DbBackend backend(db_, *n, root_ + "/locks/network.lock");
@@ -345,13 +322,9 @@ void NetworkStore::serve_dns(const std::string& network_id) {
   options.port = 53;
   options.upstream_timeout_ms = 2000;
   options.ttl = 600;
-  options.ready = [&](uint16_t) { report("ready"); };
-  try {
-    dns::serve(options, backend);
-  } catch (const Error& e) {
-    report(std::string("error: ") + e.what());
-    throw;
-  }
+  options.udp_fd = 4;
+  options.tcp_fd = 5;
+  dns::serve(options, backend);
 }
 
 }  // namespace berth::engine

@@ -607,7 +607,13 @@ void Server::run() {
   if (!make_address(options_.address, options_.port, addr))
     throw Error("dns: invalid listen address '" + options_.address + "'");
   std::string where = options_.address + ":" + std::to_string(options_.port);
-  if (options_.port != 0) {
+  if (options_.udp_fd >= 0 && options_.tcp_fd >= 0) {
+    udp_ = UniqueFd(options_.udp_fd);
+    tcp_ = UniqueFd(options_.tcp_fd);
+    for (int fd : {udp_.get(), tcp_.get()})
+      if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 || ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+        throw_errno("dns: inherited socket " + std::to_string(fd));
+  } else if (options_.port != 0) {
     udp_ = bind_socket(addr, SOCK_DGRAM, "udp " + where);
     tcp_ = bind_socket(addr, SOCK_STREAM, "tcp " + where);
   } else {
@@ -708,6 +714,17 @@ void Server::run() {
 }
 
 }  // namespace
+
+Listeners listen(const std::string& address, uint16_t port) {
+  Address addr;
+  if (!make_address(address, port, addr)) throw Error("dns: invalid listen address '" + address + "'");
+  std::string where = address + ":" + std::to_string(port);
+  Listeners l;
+  l.udp = bind_socket(addr, SOCK_DGRAM, "udp " + where);
+  l.tcp = bind_socket(addr, SOCK_STREAM, "tcp " + where);
+  if (::listen(l.tcp.get(), 64) != 0) throw_errno("dns: listen tcp " + where);
+  return l;
+}
 
 void serve(const ServerOptions& options, Backend& backend) {
   Server server(options, backend);

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "util/fd.hpp"
+
 namespace berth::network::dns {
 
 constexpr uint16_t kTypeA = 1;
@@ -67,7 +69,19 @@ struct ServerOptions {
   // Called from serve()'s thread once both sockets are bound, with the port (port 0 above picks
   // an ephemeral one, the same for UDP and TCP).
   std::function<void(uint16_t port)> ready;
+  // Sockets already bound and listening (listen() below): serve() takes them over instead of
+  // binding address:port itself.
+  int udp_fd = -1, tcp_fd = -1;
 };
+
+struct Listeners {
+  UniqueFd udp, tcp;
+};
+
+// Binds address:port for UDP and TCP and listens on the TCP one, as serve() does first. The
+// engine binds them and hands them to the responder it starts: queries queue in the kernel until
+// the responder reads them, so nobody waits for it to start. Throws berth::Error (EADDRINUSE…).
+Listeners listen(const std::string& address, uint16_t port);
 
 // Binds address:port (UDP and TCP) and serves until backend.idle(). Throws berth::Error when it
 // cannot bind. Records answers are rotated per query (round-robin over equal names).
