@@ -36,8 +36,8 @@ std::string read_all(std::istream& in) {
 }
 
 // The objects of FILE… ("-": stdin; a directory: its *.yaml, *.yml and *.json, by name).
-std::vector<json> read_manifests(const std::vector<std::string>& paths) {
-  std::vector<json> documents;
+std::vector<compose::KubeDocument> read_manifests(const std::vector<std::string>& paths) {
+  std::vector<compose::KubeDocument> documents;
   auto add_file = [&](const std::string& path) {
     std::string content;
     if (path == "-") {
@@ -48,7 +48,7 @@ std::vector<json> read_manifests(const std::vector<std::string>& paths) {
       content = read_all(in);
     }
     for (auto& d : compose::yaml_documents(content, path))
-      if (!d.is_null()) documents.push_back(std::move(d));
+      if (!d.is_null()) documents.push_back({std::move(d), path});
   };
   for (const auto& path : paths) {
     std::error_code ec;
@@ -142,8 +142,7 @@ int cmd_kube_play(Context& ctx, const Invocation& inv) {
   ParsedArgs a = parse_command(inv, help);
   require_args(inv, a, 1, -1);
   auto documents = read_manifests(a.positionals);
-  compose::KubePlan plan =
-      compose::kube_plan(documents, a.positionals[0], a.get("project-name"), files_base(ctx), warn_line);
+  compose::KubePlan plan = compose::kube_plan(documents, a.get("project-name"), files_base(ctx), warn_line);
   compose::Backend backend = compose_backend(ctx);
   if (a.has("replace")) compose::down(backend, compose::project_from_labels(plan.project.name), {});
   bool had_containers = !compose::project_containers(ctx.engine(), plan.project.name, {}).empty();
@@ -171,7 +170,7 @@ int cmd_kube_down(Context& ctx, const Invocation& inv) {
   ParsedArgs a = parse_command(inv, help);
   require_args(inv, a, 1, -1);
   auto documents = read_manifests(a.positionals);
-  std::string name = compose::kube_project_name(documents, a.positionals[0], a.get("project-name"));
+  std::string name = compose::kube_project_name(documents, a.get("project-name"));
   compose::Project project = compose::project_from_labels(name);
   compose::DownOptions options;
   options.volumes = a.has("volumes") || a.has("force");

@@ -192,11 +192,23 @@ const std::set<std::string> kMapped = {"image",        "command",   "entrypoint"
                                        "network_mode", "sysctls"};
 
 struct Generator {
+  Generator(const Project& p, const Warn& w) : project(p), warn(w) {}
   const Project& project;
   const Warn& warn;
   std::vector<json> config_maps, claims, services, workloads;
   std::map<std::string, std::string> object_names;     // compose service → Kubernetes name
+  std::map<std::string, std::string> claim_names;      // named volume → claim (and pod volume) name
   std::map<std::string, std::set<std::string>> users;  // named volume → services using it
+  std::set<std::string> workload_names, service_names, claim_taken;
+
+  // base, or base-2, base-3… when two compose names map to one Kubernetes name (my_app, my-app).
+  std::string unique(std::set<std::string>& taken, const std::string& base, const std::string& what) {
+    std::string n = base;
+    for (int i = 2; taken.count(n); i++) n = base + "-" + std::to_string(i);
+    if (n != base) warn(what + ": Kubernetes name " + base + " is taken; named " + n);
+    taken.insert(n);
+    return n;
+  }
 
   json selector(const std::string& service) {
     return {{kNameLabel, object_names[service]}, {kPartOfLabel, label_value(project.name)}};
@@ -208,12 +220,15 @@ struct Generator {
   void run() {
     const json& model = project.model;
     for (auto& [name, svc] : model["services"].items()) {
-      object_names[name] = service_object_name(name, warn);
+      object_names[name] = unique(workload_names, service_object_name(name, warn), "service " + name);
+      service_names.insert(object_names[name]);
       if (svc.contains("volumes"))
         for (const auto& v : svc["volumes"])
           if (v.value("type", "") == "volume" && !scalar_text(v.value("source", json(""))).empty())
             users[scalar_text(v["source"])].insert(name);
     }
+    for (auto& [key, cfg] : model["volumes"].items())
+      if (!cfg.value("external", false)) claim_names[key] = unique(claim_taken, kube_name(key), "volume " + key);
     for (auto& [name, svc] : model["services"].items()) workload(name, svc);
   }
 
@@ -224,7 +239,7 @@ struct Generator {
   }
 
   void claim(const std::string& volume) {
-    std::string name = kube_name(volume);
+    std::string name = claim_names[volume];
     for (const auto& c : claims)
       if (c["metadata"]["name"] == name) return;
     const json& cfg = project.model["volumes"][volume];
@@ -234,6 +249,8 @@ struct Generator {
     bool shared = users[volume].size() > 1;
     for (const auto& s : users[volume]) shared = shared || project.model["services"][s].value("scale", 1) > 1;
     json pvc = {{"apiVersion", "v1"}, {"kind", "PersistentVolumeClaim"}, {"metadata", metadata(name)}};
+    // kube play names the volume after the compose key, so the data compose kept is found again.
+    pvc["metadata"]["annotations"] = {{"berth/volume", volume}};
     pvc["spec"] = {{"accessModes", {shared ? "ReadWriteMany" : "ReadWriteOnce"}},
                    {"resources", {{"requests", {{"storage", "1Gi"}}}}}};
     claims.push_back(pvc);
@@ -369,7 +386,16 @@ struct Generator {
 
     // Volumes: the pod's volumes and the container's mounts.
     json pod_volumes = json::array(), mounts = json::array(), templates = json::array();
+    // Named volumes keep their claim's name; binds, tmpfs and the rest are named around them.
     std::set<std::string> used_names;
+    std::map<std::string, std::string> template_volumes;  // template → compose volume key
+    if (svc.contains("volumes"))
+      for (const auto& v : svc["volumes"]) {
+        std::string source = scalar_text(v.value("source", json("")));
+        if (v.value("type", "") != "volume" || source.empty()) continue;
+        const json& cfg = project.model["volumes"][source];
+        used_names.insert(cfg.value("external", false) ? kube_name(source) : claim_names[source]);
+      }
     auto volume_name = [&](std::string base) {
       base = kube_name(base);
       std::string n = base;
@@ -403,13 +429,15 @@ struct Generator {
             mount["name"] = vname;
           } else {
             const json& cfg = project.model["volumes"][source];
-            std::string vname = kube_name(source);
-            used_names.insert(vname);
+            std::string vname = cfg.value("external", false) ? kube_name(source) : claim_names[source];
             mount["name"] = vname;
             if (owns(name, svc, source)) {
-              json t = {{"metadata", {{"name", vname}}}};
-              t["spec"] = {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "1Gi"}}}}}};
-              templates.push_back(t);
+              if (!template_volumes.count(vname)) {
+                json t = {{"metadata", {{"name", vname}}}};
+                t["spec"] = {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "1Gi"}}}}}};
+                templates.push_back(t);
+                template_volumes[vname] = source;
+              }
             } else {
               std::string claim_name = vname;
               if (cfg.value("external", false)) {
@@ -506,6 +534,10 @@ struct Generator {
     if (stateful) {
       object["spec"]["serviceName"] = kname;
       object["spec"]["volumeClaimTemplates"] = templates;
+      // kube play names a one-replica StatefulSet's claims after these compose volumes.
+      std::string list;
+      for (const auto& [t, key] : template_volumes) list += (list.empty() ? "" : ",") + t + "=" + key;
+      object["metadata"]["annotations"] = {{"berth/volumes", list}};
     }
     workloads.push_back(object);
     service_objects(name, svc, stateful);
@@ -545,7 +577,13 @@ struct Generator {
         if (cfg.is_object() && cfg.contains("aliases"))
           for (const auto& a : cfg["aliases"]) {
             std::string alias = kube_name(scalar_text(a));
-            if (std::find(names.begin(), names.end(), alias) == names.end()) names.push_back(alias);
+            if (std::find(names.begin(), names.end(), alias) != names.end()) continue;
+            if (service_names.count(alias)) {
+              warn("service " + name + ": network alias " + scalar_text(a) + " is already a Service's name; left out");
+              continue;
+            }
+            service_names.insert(alias);
+            names.push_back(alias);
           }
     for (const auto& n : names) {
       json s = {{"apiVersion", "v1"}, {"kind", "Service"}, {"metadata", metadata(n)}, {"spec", spec}};
@@ -557,7 +595,7 @@ struct Generator {
 }  // namespace
 
 std::vector<json> kube_manifests(const Project& project, const Warn& warn) {
-  Generator g{project, warn, {}, {}, {}, {}, {}, {}};
+  Generator g{project, warn};
   g.run();
   std::vector<json> out;
   for (auto* list : {&g.config_maps, &g.claims, &g.services, &g.workloads})

@@ -34,25 +34,31 @@ struct KubeFile {
 };
 
 struct KubePlan {
-  Project project;              // the compose project that runs the objects
-  std::vector<KubeFile> files;  // under files_root
+  Project project;                        // the compose project that runs the objects
+  std::vector<KubeFile> files;            // under files_root
+  std::vector<std::string> create_files;  // hostPath FileOrCreate files that do not exist yet
   std::string files_root;
 };
 
+// An object read from a manifest file (errors and warnings name the file).
+struct KubeDocument {
+  nlohmann::json object;
+  std::string file;
+};
+
 // `kube play`: documents are the objects read from the files (List objects are expanded).
-// project_name: --project, else the objects' app.kubernetes.io/part-of label, else source's stem.
-// files_root_base: where ConfigMap and Secret volumes are written (<base>/<project>/…).
-// Throws Error naming the object and the field at fault; nothing is created by this call.
-KubePlan kube_plan(const std::vector<nlohmann::json>& documents, const std::string& source,
-                   const std::string& project_name, const std::string& files_root_base, const Warn& warn);
+// project_name: --project-name, else as kube_project_name finds it. files_root_base: where
+// ConfigMap and Secret volumes are written (<base>/<project>/…). Throws Error naming the file,
+// the object and the field at fault; nothing is created by this call.
+KubePlan kube_plan(const std::vector<KubeDocument>& documents, const std::string& project_name,
+                   const std::string& files_root_base, const Warn& warn);
 
 // The project kube play runs the documents as: requested (--project-name), else the objects'
-// app.kubernetes.io/part-of label when they agree, else the stem of source, normalised.
-std::string kube_project_name(const std::vector<nlohmann::json>& documents, const std::string& source,
-                              const std::string& requested);
+// app.kubernetes.io/part-of label when they agree, else the first file's stem, normalised.
+std::string kube_project_name(const std::vector<KubeDocument>& documents, const std::string& requested);
 
-// Writes (or updates in place) the plan's files; files of the project's earlier plays that are
-// no longer named are removed.
+// Creates the plan's FileOrCreate host files and writes (or updates in place) its files; files of the project's earlier
+// plays that are no longer named are removed.
 void write_kube_files(const KubePlan& plan);
 
 // The label kube play puts on emptyDir volumes: `kube down` removes them (they are the pod's

@@ -17,6 +17,7 @@
 //   exec probes        → healthcheck (readiness first);  resources.limits → cpus, mem_limit
 //   annotations berth/init, berth/depends-on (written by compose kube) → init, depends_on
 // The compose document built here goes through the same checks as a compose file.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,10 +27,12 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "compose/kube.hpp"
 #include "image/auth_config.hpp"
 #include "util/error.hpp"
+#include "util/fd.hpp"
 
 namespace berth::compose {
 
@@ -75,6 +78,26 @@ double parse_quantity(const json& v, const std::string& where) {
   return number * scale;
 }
 
+// Kubernetes' $(VAR) references: to variables defined before (env) or in the container's
+// environment (command, args); unknown ones stay as written; $$ is a literal $.
+std::string expand_references(const std::string& s, const json& env) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '$') {
+      out += '$';
+      i += 2;
+    } else if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '(' && s.find(')', i + 2) != std::string::npos) {
+      size_t close = s.find(')', i + 2);
+      std::string name = s.substr(i + 2, close - i - 2);
+      out += env.contains(name) ? scalar_text(env[name]) : s.substr(i, close - i + 1);
+      i = close + 1;
+    } else {
+      out += s[i++];
+    }
+  }
+  return out;
+}
+
 struct Planner {
   Planner(std::string source_in, std::string project_in, std::string files_root_in, const Warn& warn_in)
       : source(std::move(source_in)),
@@ -83,14 +106,16 @@ struct Planner {
         warn(warn_in) {}
   std::string source, project, files_root;
   const Warn& warn;
-  std::map<std::string, json> config_maps, secrets;  // name → {key: value}
-  std::vector<json> workloads, services_k8s;
-  std::set<std::string> claims;
+  std::map<std::string, json> config_maps, secrets;                   // name → {key: value}
+  std::vector<std::pair<json, std::string>> workloads, services_k8s;  // with their files
+  std::map<std::string, std::string> claims;  // claim → compose volume key (berth/volume, else the claim)
+  std::vector<std::string> create_files;      // hostPath FileOrCreate
   json services = json::object(), volumes = json::object();
   std::vector<KubeFile> files;
   // compose service → its pod's labels, for Service selectors
   std::map<std::string, json> pod_labels;
   std::map<std::string, std::string> first_of_pod;  // compose service → the pod's first service
+  std::set<std::string> stateful_pods;
 
   void collect(const json& o) {
     if (!o.is_object()) throw Error(source + ": a document is not a Kubernetes object (a mapping)");
@@ -122,11 +147,13 @@ struct Planner {
       for (auto& [k, v] : plain.items()) data[k] = scalar_text(v);
       secrets[name] = data;
     } else if (kind == "PersistentVolumeClaim") {
-      claims.insert(name);
+      const json annotations = o["metadata"].value("annotations", json::object());
+      std::string key = scalar_text(annotations.value("berth/volume", json("")));
+      claims[name] = key.empty() ? name : key;
     } else if (kind == "Service") {
-      services_k8s.push_back(o);
+      services_k8s.emplace_back(o, source);
     } else if (kind == "Pod" || kind == "Deployment" || kind == "StatefulSet") {
-      workloads.push_back(o);
+      workloads.emplace_back(o, source);
     } else {
       warn(source + ": " + (kind.empty() ? std::string("an object without kind") : kind + " " + name) +
            " is not supported by kube play; ignored");
@@ -213,7 +240,7 @@ struct Planner {
         std::string name = e.value("name", "");
         if (name.empty()) throw Error(where + ".env: name is required");
         if (e.contains("value")) {
-          env[name] = scalar_text(e["value"]);
+          env[name] = expand_references(scalar_text(e["value"]), env);
         } else if (e.contains("valueFrom")) {
           const json& from = e["valueFrom"];
           bool found = false;
@@ -232,6 +259,9 @@ struct Planner {
         }
       }
     if (!env.empty()) svc["environment"] = env;
+    for (const char* key : {"entrypoint", "command"})
+      if (svc.contains(key) && svc[key].is_array())
+        for (auto& part : svc[key]) part = expand_references(scalar_text(part), env);
 
     json ports = json::array(), expose = json::array();
     for (const auto& p : c.value("ports", json::array())) {
@@ -330,9 +360,9 @@ struct Planner {
   }
 
   // The pod's volumes as compose mounts (without target); claim_suffix: a StatefulSet's "-name-i".
+  // templates: claim template → the volume key its claim uses for this pod.
   std::map<std::string, json> pod_volume_mounts(const json& pod, const std::string& owner, const std::string& where,
-                                                const std::set<std::string>& templates,
-                                                const std::string& claim_suffix) {
+                                                const std::map<std::string, std::string>& templates) {
     std::map<std::string, json> out;
     for (const auto& v : pod.value("volumes", json::array())) {
       std::string name = v.value("name", "");
@@ -341,10 +371,12 @@ struct Planner {
       if (v.contains("persistentVolumeClaim")) {
         std::string claim = v["persistentVolumeClaim"].value("claimName", "");
         if (claim.empty()) throw Error(vw + ".persistentVolumeClaim.claimName: required");
-        if (!claims.count(claim))
+        auto known = claims.find(claim);
+        std::string key = known == claims.end() ? claim : known->second;
+        if (known == claims.end())
           warn(vw + ": claim " + claim + " is not in the files; a volume " + project + "_" + claim + " is used");
-        volume(claim);
-        json m = {{"type", "volume"}, {"source", claim}};
+        volume(key);
+        json m = {{"type", "volume"}, {"source", key}};
         if (v["persistentVolumeClaim"].value("readOnly", false)) m["read_only"] = true;
         out[name] = m;
       } else if (v.contains("hostPath")) {
@@ -358,10 +390,7 @@ struct Planner {
           throw Error(vw + ".hostPath: " + path + " is not an existing " + type);
         json m = {{"type", "bind"}, {"source", path}};
         if (type.empty() || type == "DirectoryOrCreate") m["bind"] = {{"create_host_path", true}};
-        if (type == "FileOrCreate" && !exists) {
-          fs::create_directories(fs::path(path).parent_path());
-          std::ofstream(path, std::ios::app).close();
-        }
+        if (type == "FileOrCreate" && !exists) create_files.push_back(path);  // once the plan holds
         out[name] = m;
       } else if (v.contains("emptyDir")) {
         const json& dir = v["emptyDir"];
@@ -397,15 +426,15 @@ struct Planner {
         throw Error(vw + ": volume type " + kind + " is not supported by kube play");
       }
     }
-    for (const auto& t : templates) {
-      std::string key = t + claim_suffix;
+    for (const auto& [t, key] : templates) {
       volume(key);
       out[t] = {{"type", "volume"}, {"source", key}};
     }
     return out;
   }
 
-  void workload(const json& o) {
+  void workload(const json& o, const std::string& file) {
+    source = file;
     std::string kind = o["kind"], name = o["metadata"]["name"];
     std::string where = source + ": " + kind + " " + name;
     json pod, pod_meta;
@@ -436,18 +465,32 @@ struct Planner {
       std::string policy = pod.value("restartPolicy", "Always");
       restart = policy == "Never" ? "no" : policy == "OnFailure" ? "on-failure" : "always";
     }
-    std::set<std::string> templates;
+    std::vector<std::string> templates;
     if (kind == "StatefulSet")
       for (const auto& t : o["spec"].value("volumeClaimTemplates", json::array()))
-        templates.insert(t["metadata"].value("name", ""));
+        templates.push_back(t.value("metadata", json::object()).value("name", ""));
+    // berth/volumes (compose kube): "template=key,…", the compose volumes a one-replica
+    // StatefulSet's claims stand for, so that its data is the one compose kept.
+    std::map<std::string, std::string> compose_keys;
+    if (replicas == 1) {
+      std::string list =
+          scalar_text(o["metadata"].value("annotations", json::object()).value("berth/volumes", json("")));
+      std::stringstream in(list);
+      std::string one;
+      while (std::getline(in, one, ','))
+        if (size_t eq = one.find('='); eq != std::string::npos && eq > 0 && eq + 1 < one.size())
+          compose_keys[one.substr(0, eq)] = one.substr(eq + 1);
+    }
     const json annotations = pod_meta.value("annotations", json::object());
 
     // A StatefulSet's pods each have their own name and claims; others are one service, scaled.
     int instances = kind == "StatefulSet" ? replicas : 1;
     for (int i = 0; i < instances; i++) {
       std::string owner = kind == "StatefulSet" && replicas > 1 ? name + "-" + std::to_string(i) : name;
-      std::string suffix = "-" + name + "-" + std::to_string(i);
-      auto pod_volumes = pod_volume_mounts(pod, owner, where + ": spec", templates, suffix);
+      std::map<std::string, std::string> claim_keys;  // Kubernetes names them <template>-<name>-<i>
+      for (const auto& t : templates)
+        claim_keys[t] = compose_keys.count(t) ? compose_keys[t] : t + "-" + name + "-" + std::to_string(i);
+      auto pod_volumes = pod_volume_mounts(pod, owner, where + ": spec", claim_keys);
       std::vector<std::string> inits;
       for (const auto& ic : pod.value("initContainers", json::array())) {
         std::string iname = owner + "-init-" + ic.value("name", "");
@@ -504,18 +547,22 @@ struct Planner {
         }
         if (!deps.empty()) svc["depends_on"] = deps;
         services[sname] = svc;
+        if (kind == "StatefulSet") stateful_pods.insert(sname);
         pod_labels[sname] = pod_meta.value("labels", json::object());
         first_of_pod[sname] = first;
       }
       // berth/depends-on (written by compose kube): "svc:condition,…" on the pod's first service.
       std::string wanted = scalar_text(annotations.value("berth/depends-on", json("")));
       pending_deps.emplace_back(first, wanted);
+      dep_files[first] = file;
     }
   }
   std::vector<std::pair<std::string, std::string>> pending_deps;
+  std::map<std::string, std::string> dep_files;
 
   void apply_services() {
-    for (const auto& s : services_k8s) {
+    for (const auto& [s, file] : services_k8s) {
+      source = file;
       std::string name = s["metadata"]["name"];
       std::string where = source + ": Service " + name;
       const json spec = s.value("spec", json::object());
@@ -536,8 +583,13 @@ struct Planner {
         if (svc.contains("networks")) {
           json& net = svc["networks"]["default"];
           if (!net.contains("aliases")) net["aliases"] = json::array();
-          if (std::find(net["aliases"].begin(), net["aliases"].end(), name) == net["aliases"].end())
-            net["aliases"].push_back(name);
+          std::vector<std::string> names = {name};
+          // A StatefulSet's pod is also <pod>.<service>, its stable name in Kubernetes.
+          if (auto h = svc.find("hostname"); h != svc.end() && stateful_pods.count(sname))
+            names.push_back(h->get<std::string>() + "." + name);
+          for (const auto& n : names)
+            if (std::find(net["aliases"].begin(), net["aliases"].end(), n) == net["aliases"].end())
+              net["aliases"].push_back(n);
         }
         for (const auto& p : spec.value("ports", json::array())) {
           int port = p.value("port", 0);
@@ -574,7 +626,7 @@ struct Planner {
         std::string condition = one.find(':') == std::string::npos ? "service_started" : one.substr(one.find(':') + 1);
         if (dep.empty() || dep == first) continue;
         if (!services.contains(dep)) {
-          warn(source + ": berth/depends-on of " + first + ": no service " + dep + " in the files; ignored");
+          warn(dep_files[first] + ": berth/depends-on of " + first + ": no service " + dep + " in the files; ignored");
           continue;
         }
         services[first]["depends_on"][dep] = {{"condition", condition}};
@@ -585,8 +637,7 @@ struct Planner {
 
 }  // namespace
 
-std::string kube_project_name(const std::vector<json>& documents, const std::string& source,
-                              const std::string& requested) {
+std::string kube_project_name(const std::vector<KubeDocument>& documents, const std::string& requested) {
   if (!requested.empty()) return requested;
   std::set<std::string> part_of;
   std::function<void(const json&)> scan = [&](const json& o) {
@@ -597,7 +648,8 @@ std::string kube_project_name(const std::vector<json>& documents, const std::str
              o["metadata"]["labels"].is_object() && o["metadata"]["labels"].contains(kPartOfLabel))
       part_of.insert(scalar_text(o["metadata"]["labels"][kPartOfLabel]));
   };
-  for (const auto& d : documents) scan(d);
+  for (const auto& d : documents) scan(d.object);
+  std::string source = documents.empty() ? std::string() : documents.front().file;
   std::string name;
   if (part_of.size() == 1) name = normalize_project_name(*part_of.begin());
   if (name.empty()) name = normalize_project_name(fs::path(source).stem().string());
@@ -605,14 +657,20 @@ std::string kube_project_name(const std::vector<json>& documents, const std::str
   return name;
 }
 
-KubePlan kube_plan(const std::vector<json>& documents, const std::string& source, const std::string& project_name,
+KubePlan kube_plan(const std::vector<KubeDocument>& documents, const std::string& project_name,
                    const std::string& files_root_base, const Warn& warn) {
-  std::string name = kube_project_name(documents, source, project_name);
+  std::string name = kube_project_name(documents, project_name);
+  std::string source = documents.empty() ? std::string() : documents.front().file;
   Planner p(source, name, files_root_base + "/" + name, warn);
+  for (const auto& d : documents) {
+    p.source = d.file;
+    if (!d.object.is_null()) p.collect(d.object);
+  }
+  std::string files;
   for (const auto& d : documents)
-    if (!d.is_null()) p.collect(d);
-  if (p.workloads.empty()) throw Error(source + ": no Pod, Deployment or StatefulSet to run");
-  for (const auto& w : p.workloads) p.workload(w);
+    if (files.find(d.file) == std::string::npos) files += (files.empty() ? "" : ", ") + d.file;
+  if (p.workloads.empty()) throw Error(files + ": no Pod, Deployment or StatefulSet to run");
+  for (const auto& [w, file] : p.workloads) p.workload(w, file);
   p.apply_services();
   p.apply_depends_on();
 
@@ -623,11 +681,17 @@ KubePlan kube_plan(const std::vector<json>& documents, const std::string& source
   KubePlan plan;
   plan.project = load_document(doc, source, fs::path(source).parent_path().string(), options);
   plan.files = std::move(p.files);
+  plan.create_files = std::move(p.create_files);
   plan.files_root = p.files_root;
   return plan;
 }
 
 void write_kube_files(const KubePlan& plan) {
+  for (const auto& path : plan.create_files) {
+    fs::create_directories(fs::path(path).parent_path());
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd) throw_errno("create " + path);
+  }
   std::set<std::string> wanted;
   for (const auto& f : plan.files) {
     fs::create_directories(fs::path(f.path).parent_path());

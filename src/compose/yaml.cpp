@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "util/error.hpp"
+#include "util/strings.hpp"
 
 namespace berth::compose {
 
@@ -321,7 +322,33 @@ class JsonBuilder : public YAML::EventHandler {
 };
 
 // Whether a string must be quoted to be read back as the same string.
-bool needs_quotes(const std::string& s) { return !plain_scalar(s).is_string(); }
+// What a YAML 1.1 reader (PyYAML, the go-yaml v2 under kubectl) would not read back as this
+// string: its booleans (yes, no, on, off, y, n in any case), numbers with '_' or ':' (base 60),
+// 0b… binary, timestamps. Quoting them costs nothing in YAML 1.2.
+bool yaml11_retyped(const std::string& s) {
+  if (s.empty()) return false;
+  std::string l = lower(s);
+  for (const char* word : {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
+    if (l == word) return true;
+  size_t i = s[0] == '-' || s[0] == '+' ? 1 : 0;
+  if (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) {
+    bool numeric = true;
+    for (size_t k = i; k < s.size(); k++)
+      numeric = numeric && (std::isxdigit(static_cast<unsigned char>(s[k])) ||
+                            std::string("_:.+-xXoObB").find(s[k]) != std::string::npos);
+    if (numeric) return true;
+  }
+  // 2001-12-14, 2001-12-14t21:59:43.10-05:00 …
+  return s.size() >= 8 && std::isdigit(static_cast<unsigned char>(s[0])) &&
+         std::isdigit(static_cast<unsigned char>(s[3])) && s[4] == '-' &&
+         std::isdigit(static_cast<unsigned char>(s[5]));
+}
+
+bool needs_quotes(const std::string& s) {
+  for (unsigned char c : s)
+    if ((c < 0x20 && c != '\n') || c == 0x7f) return true;  // control characters: escaped in double quotes
+  return !plain_scalar(s).is_string() || yaml11_retyped(s);
+}
 
 void emit(YAML::Emitter& out, const json& value);
 

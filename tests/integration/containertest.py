@@ -181,6 +181,50 @@ class Engine(Berth):
         return problems
 
 
+def berth_wrapper(engine: Engine, tmp_path: Path) -> Path:
+    """A `berth` command for scripts (run-demo): this test's root, run dir and config."""
+    path = tmp_path / "berth"
+    path.write_text(
+        "#!/bin/sh\n"
+        f"BERTH_RUN_DIR='{engine.run_dir}' exec '{engine.binary}' --root '{engine.root}' "
+        f"--config '{engine.config_dir}' \"$@\"\n")
+    path.chmod(0o755)
+    return path
+
+
+def run_in_netns(engine: Engine, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """Runs a command in the test's network namespace (no DOCKER_CONFIG; env added)."""
+    e = dict(os.environ)
+    e.pop("DOCKER_CONFIG", None)
+    if env:
+        e.update(env)
+    return subprocess.run(["nsenter", f"--net={engine.netns}", *[str(a) for a in args]], capture_output=True,
+                          text=True, timeout=timeout, env=e)
+
+
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+
+
+def project_objects(engine: Engine, project: str) -> dict:
+    """The containers, networks and volumes labelled with a compose project."""
+    flt = f"label={COMPOSE_PROJECT_LABEL}={project}"
+    return {
+        "containers": [l for l in engine.run("ps", "-aq", "--filter", flt).stdout.split() if l],
+        "networks": [l for l in engine.run("network", "ls", "-q", "--filter", flt).stdout.split() if l],
+        "volumes": [l for l in engine.run("volume", "ls", "-q", "--filter", flt).stdout.split() if l],
+    }
+
+
+def remove_objects(engine: Engine, left: dict) -> None:
+    """Forced removal of what project_objects found (a test's cleanup of last resort)."""
+    if left["containers"]:
+        engine.run("rm", "-f", "-v", *left["containers"])
+    for n in left["networks"]:
+        engine.run("network", "rm", n)
+    for v in left["volumes"]:
+        engine.run("volume", "rm", "-f", v)
+
+
 def import_busybox(engine: Engine, busybox_tar, ref="busybox:latest", *changes) -> str:
     args = ["import", "--change", 'CMD ["sh"]']
     for c in changes:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from containertest import Engine, busybox_tar, engine, poll  # noqa: F401 (fixtures)
+from containertest import Engine, busybox_tar, engine, poll, project_objects, remove_objects  # noqa: F401
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -147,15 +147,6 @@ class Compose:
         return self.run("exec", "-T", *extra, service, *cmd)
 
 
-def labelled(engine: Engine, project: str) -> dict:
-    flt = f"label={PROJECT_LABEL}={project}"
-    return {
-        "containers": [l for l in engine.run("ps", "-aq", "--filter", flt).stdout.split() if l],
-        "networks": [l for l in engine.run("network", "ls", "-q", "--filter", flt).stdout.split() if l],
-        "volumes": [l for l in engine.run("volume", "ls", "-q", "--filter", flt).stdout.split() if l],
-    }
-
-
 @pytest.fixture
 def compose(engine, tmp_path):
     """make(project="t1", directory=tmp_path/project) -> Compose. After the test: `down -v
@@ -175,15 +166,10 @@ def compose(engine, tmp_path):
         r = c.run("down", "-v", "--remove-orphans", "-t", "1")
         if name is None:
             continue
-        left = labelled(engine, name)
+        left = project_objects(engine, name)
         if any(left.values()):
             problems.append(f"project {name} left {left} (down: {r.returncode} {r.stderr.strip()})")
-            if left["containers"]:
-                engine.run("rm", "-f", "-v", *left["containers"])
-            for n in left["networks"]:
-                engine.run("network", "rm", n)
-            for v in left["volumes"]:
-                engine.run("volume", "rm", "-f", v)
+            remove_objects(engine, left)
     if problems:
         pytest.fail("compose cleanup: " + "; ".join(problems), pytrace=False)
 
@@ -450,10 +436,10 @@ def test_down_v_removes_the_named_volumes(engine, compose):
     assert "t1_data" not in volume_names(engine)
     assert not (engine.root / "volumes" / "t1_data").exists()
     assert names(engine) == [] and "t1_default" not in network_names(engine)
-    assert labelled(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+    assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
 
 
-def test_declared_volumes_and_networks_are_named_and_labelled(engine, compose):
+def test_declared_volumes_and_networks_are_named_and_project_objects(engine, compose):
     c = compose("t1")
     c.model({"services": {"app": sleeper(volumes=["data:/data", "shared:/shared"], networks=["back", "custom"])},
              "volumes": {"data": {}, "shared": {"name": "bt-compose-shared"}},
@@ -1232,7 +1218,7 @@ def test_bad_input_fails_and_creates_nothing(engine, compose, case):
         # test's loopback, so a wrong attempt cannot leave the namespace).
         assert not re.search(r"pull", r.stderr, re.I), r.stderr
     assert world(engine) == before
-    assert labelled(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+    assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
     if case not in CONFIG_ACCEPTS:
         r = c.fails("config")
         for e in expected:
@@ -1251,7 +1237,7 @@ def test_failed_up_port_conflict_removes_what_it_created(engine, compose):
     r = c.fails("up", "-d")
     assert "18090" in r.stderr, r.stderr
     assert world(engine) == before
-    assert labelled(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+    assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
 
 
 def test_up_after_a_failed_up_works(engine, compose):
@@ -1278,7 +1264,7 @@ def test_failed_up_missing_bind_source_removes_what_it_created(engine, compose):
     assert str(missing) in r.stderr, r.stderr
     assert not missing.exists()  # the long syntax never creates the source
     assert world(engine) == before
-    assert labelled(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+    assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
 
 
 def test_failed_up_keeps_what_existed_before(engine, compose):
@@ -1372,7 +1358,7 @@ def test_project_name_alone_finds_the_project_by_its_labels(engine, compose, tmp
     assert "t1_data" in volume_names(engine)
     r = bare.ok("down", "-v", "-t", "1")
     assert "t1_data" not in volume_names(engine)
-    assert labelled(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+    assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
     # Commands that need the model still say that the file is missing.
     r = bare.fails("up", "-d")
     assert "no configuration file provided" in r.stderr

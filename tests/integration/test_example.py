@@ -14,33 +14,26 @@ from pathlib import Path
 
 import pytest
 
-from containertest import Engine, busybox_tar, engine  # noqa: F401
+from containertest import Engine, berth_wrapper, busybox_tar, engine, run_in_netns  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "frontend-backend"
 PROJECT = "frontend-backend"
 PORT = "18080"
-
-
-def berth_wrapper(engine: Engine, tmp_path: Path) -> Path:
-    """A `berth` command for run-demo: this test's root, run dir and config."""
-    path = tmp_path / "berth"
-    path.write_text(
-        "#!/bin/sh\n"
-        f"BERTH_RUN_DIR='{engine.run_dir}' exec '{engine.binary}' --root '{engine.root}' "
-        f"--config '{engine.config_dir}' \"$@\"\n")
-    path.chmod(0o755)
-    return path
+# The checks run-demo prints ("ok: …"), in compose mode and with --kube (test_kube.py).
+DEMO_CHECKS = ["the front end reached the back end by name",
+               "the back end read the host's reference data",
+               "the front end serves the back end's file from shared-data",
+               "the log lines survived (named volume logs)",
+               "the shared data survived (named volume shared-data)",
+               "the scratch file in the writable layer did not survive",
+               "the host file is readable from the container",
+               "the host file is not writable from the container",
+               "the page data comes from the new back end"]
 
 
 def in_netns(engine: Engine, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
-    e = dict(os.environ)
-    e.pop("DOCKER_CONFIG", None)
-    e["FRONTEND_PORT"] = PORT
-    if env:
-        e.update(env)
-    return subprocess.run(["nsenter", f"--net={engine.netns}", *[str(a) for a in args]], capture_output=True,
-                          text=True, timeout=timeout, env=e)
+    return run_in_netns(engine, *args, env={"FRONTEND_PORT": PORT, **(env or {})}, timeout=timeout)
 
 
 @pytest.fixture
@@ -65,15 +58,7 @@ def test_walkthrough_keeps_volumes_and_drops_the_writable_layer(engine, example)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     assert "FAILED" not in out, out
-    for check in ["the front end reached the back end by name",
-                  "the back end read the host's reference data",
-                  "the front end serves the back end's file from shared-data",
-                  "the log lines survived (named volume logs)",
-                  "the shared data survived (named volume shared-data)",
-                  "the scratch file in the writable layer did not survive",
-                  "the host file is readable from the container",
-                  "the host file is not writable from the container",
-                  "the page data comes from the new back end"]:
+    for check in DEMO_CHECKS:
         assert f"ok: {check}\n" in out, out
     assert f"The example is running at http://127.0.0.1:{PORT}/" in out
 

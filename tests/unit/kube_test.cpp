@@ -41,8 +41,9 @@ const json* find(const std::vector<json>& objects, const std::string& kind, cons
 }
 
 KubePlan plan_of(const std::string& yaml_text, const std::string& project = "") {
-  return kube_plan(yaml_documents(yaml_text, "app.yaml"), "/tmp/app.yaml", project, "/var/lib/berth/kube",
-                   [](const std::string&) {});
+  std::vector<KubeDocument> documents;
+  for (auto& d : yaml_documents(yaml_text, "/tmp/app.yaml")) documents.push_back({std::move(d), "/tmp/app.yaml"});
+  return kube_plan(documents, project, "/var/lib/berth/kube", [](const std::string&) {});
 }
 
 }  // namespace
