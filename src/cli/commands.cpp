@@ -34,9 +34,9 @@ int cmd_completion(Context&, const Invocation& inv);
 const std::vector<Entry>& table() {
   static const std::vector<Entry> t = {
       {{"pull"}, HEAVY(cmd_pull), "Download an image from a registry"},
-      {{"compose"}, HEAVY(cmd_compose), "Define and run multi-container applications"},
-      {{"kube", "play"}, HEAVY(cmd_kube_play), "Run Kubernetes objects from YAML on this machine"},
-      {{"kube", "down"}, HEAVY(cmd_kube_down), "Remove what kube play runs for the YAML"},
+      {{"compose"}, cmd_compose, "Define and run multi-container applications"},
+      {{"kube", "play"}, cmd_kube_play, "Run Kubernetes objects from YAML on this machine"},
+      {{"kube", "down"}, cmd_kube_down, "Remove what kube play runs for the YAML"},
       {{"push"}, HEAVY(cmd_push), "Upload an image to a registry"},
       {{"images"}, cmd_images, "List images"},
       {{"tag"}, cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"},
