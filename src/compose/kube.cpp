@@ -11,6 +11,7 @@
 //   bind mount         → hostPath (warned: the path must exist on the node)
 //   tmpfs              → emptyDir with medium Memory;  anonymous volume → emptyDir
 //   env_file           → a ConfigMap "<service>-env" and envFrom; environment → env
+//   secrets, configs   → a Secret or ConfigMap each, the file mounted by subPath (read-only)
 //   healthcheck        → readiness and liveness exec probes
 //   deploy.resources   → resources.limits / requests (cpus, mem_limit too)
 //   init, depends_on   → annotations berth/init and berth/depends-on (kube play honours them)
@@ -24,8 +25,10 @@
 #include <map>
 #include <set>
 
+#include "image/auth_config.hpp"
 #include "storage/mount_spec.hpp"
 #include "util/error.hpp"
+#include "util/fs.hpp"
 
 namespace berth::compose {
 
@@ -181,15 +184,15 @@ json probe_from(const json& hc, const std::string& where) {
 }
 
 // Service keys the mapping uses; any other key is warned about.
-const std::set<std::string> kMapped = {"image",        "command",   "entrypoint",        "environment",
-                                       "ports",        "expose",    "volumes",           "networks",
-                                       "scale",        "deploy",    "healthcheck",       "working_dir",
-                                       "user",         "cap_add",   "cap_drop",          "read_only",
-                                       "privileged",   "hostname",  "extra_hosts",       "labels",
-                                       "init",         "tty",       "stdin_open",        "pull_policy",
-                                       "depends_on",   "restart",   "stop_grace_period", "tmpfs",
-                                       "cpus",         "mem_limit", "mem_reservation",   "container_name",
-                                       "network_mode", "sysctls"};
+const std::set<std::string> kMapped = {"secrets",           "configs",        "image",        "command",
+                                       "entrypoint",        "environment",    "ports",        "expose",
+                                       "volumes",           "networks",       "scale",        "deploy",
+                                       "healthcheck",       "working_dir",    "user",         "cap_add",
+                                       "cap_drop",          "read_only",      "privileged",   "hostname",
+                                       "extra_hosts",       "labels",         "init",         "tty",
+                                       "stdin_open",        "pull_policy",    "depends_on",   "restart",
+                                       "stop_grace_period", "tmpfs",          "cpus",         "mem_limit",
+                                       "mem_reservation",   "container_name", "network_mode", "sysctls"};
 
 struct Generator {
   Generator(const Project& p, const Warn& w) : project(p), warn(w) {}
@@ -199,7 +202,7 @@ struct Generator {
   std::map<std::string, std::string> object_names;     // compose service → Kubernetes name
   std::map<std::string, std::string> claim_names;      // named volume → claim (and pod volume) name
   std::map<std::string, std::set<std::string>> users;  // named volume → services using it
-  std::set<std::string> workload_names, service_names, claim_taken;
+  std::set<std::string> workload_names, service_names, claim_taken, secret_names, config_names;
 
   // base, or base-2, base-3… when two compose names map to one Kubernetes name (my_app, my-app).
   std::string unique(std::set<std::string>& taken, const std::string& base, const std::string& what) {
@@ -229,7 +232,54 @@ struct Generator {
     }
     for (auto& [key, cfg] : model["volumes"].items())
       if (!cfg.value("external", false)) claim_names[key] = unique(claim_taken, kube_name(key), "volume " + key);
+    for (const auto& [svcname, vars] : project.env_file_variables)
+      if (!vars.empty() && object_names.count(svcname)) config_names.insert(object_names[svcname] + "-env");
     for (auto& [name, svc] : model["services"].items()) workload(name, svc);
+  }
+
+  std::map<std::string, std::string> file_objects;  // "secrets/name" → object name
+
+  // A ConfigMap/Secret key from a compose name ([-._a-zA-Z0-9]).
+  static std::string data_key(const std::string& name) {
+    std::string out;
+    for (char c : name)
+      out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_';
+    return out;
+  }
+
+  // The Secret or ConfigMap holding a compose secret or config (written once); "" when its content
+  // can't be read here (warned).
+  std::string file_object(const std::string& kind, const std::string& source) {
+    std::string id = kind + "/" + source;
+    if (auto it = file_objects.find(id); it != file_objects.end()) return it->second;
+    const json def = project.model.value(kind, json::object()).value(source, json::object());
+    std::string content;
+    bool have = false;
+    if (def.contains("file")) {
+      std::string file = scalar_text(def["file"]);
+      if (!file.empty() && file[0] != '/') file = project.working_dir + "/" + file;
+      if (auto text = read_file_if_exists(file)) content = *text, have = true;
+    } else if (def.contains("content")) {
+      content = scalar_text(def["content"]), have = true;
+    } else if (def.contains("environment")) {
+      auto it = project.environment.find(scalar_text(def["environment"]));
+      if (it != project.environment.end()) content = it->second, have = true;
+    }
+    if (!have) {
+      warn(kind + "." + source + ": its content is not available here; left out");
+      return file_objects[id] = "";
+    }
+    bool secret = kind == "secrets";
+    std::string name = unique(secret ? secret_names : config_names, kube_name(source), kind + "." + source);
+    json object = {{"apiVersion", "v1"}, {"kind", secret ? "Secret" : "ConfigMap"}, {"metadata", metadata(name)}};
+    if (secret) {
+      object["type"] = "Opaque";
+      object["data"] = {{data_key(source), image::base64_encode(content)}};
+    } else {
+      object["data"] = {{data_key(source), content}};
+    }
+    config_maps.push_back(object);
+    return file_objects[id] = name;
   }
 
   bool owns(const std::string& service, const json& svc, const std::string& volume) {
@@ -478,6 +528,25 @@ struct Generator {
         pod_volumes.push_back({{"name", vname}, {"emptyDir", dir}});
         mounts.push_back({{"name", vname}, {"mountPath", target}});
       }
+    // Secrets and configs: a Secret or ConfigMap per top-level object, each file mounted by subPath.
+    for (const char* kind : {"secrets", "configs"})
+      if (svc.contains(kind))
+        for (const auto& ref : svc[kind]) {
+          std::string source = ref.is_object() ? scalar_text(ref.value("source", json(""))) : scalar_text(ref);
+          std::string target = ref.is_object() ? scalar_text(ref.value("target", json(""))) : "";
+          if (target.empty()) target = source;
+          if (target[0] != '/') target = (std::string(kind) == "secrets" ? "/run/secrets/" : "/") + target;
+          std::string object = file_object(kind, source);
+          if (object.empty()) continue;
+          std::string vname = volume_name(std::string(kind == std::string("secrets") ? "secret-" : "config-") + object);
+          json volume = {{"name", vname}};
+          if (std::string(kind) == "secrets")
+            volume["secret"] = {{"secretName", object}};
+          else
+            volume["configMap"] = {{"name", object}};
+          pod_volumes.push_back(volume);
+          mounts.push_back({{"name", vname}, {"mountPath", target}, {"subPath", data_key(source)}, {"readOnly", true}});
+        }
     if (!mounts.empty()) container["volumeMounts"] = mounts;
 
     json pod = {{"containers", {container}}};

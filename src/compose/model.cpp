@@ -729,6 +729,14 @@ void resolve_project(Project& project, json merged, const LoadOptions& options, 
         if (!src.empty() && !volumes.contains(src))
           throw Error("service \"" + sname + "\" refers to undefined volume " + src + ": invalid compose project");
       }
+    for (const char* kind : {"secrets", "configs"})
+      if (svc.contains(kind))
+        for (const auto& ref : svc[kind]) {
+          std::string source = ref.is_object() ? scalar_text(ref.value("source", json(""))) : scalar_text(ref);
+          if (!merged.contains(kind) || !merged[kind].is_object() || !merged[kind].contains(source))
+            throw Error("service \"" + sname + "\" refers to undefined " + std::string(kind).substr(0, 6) + " " +
+                        source + ": invalid compose project");
+        }
     if (svc.contains("volumes_from"))
       for (const auto& vf : svc["volumes_from"]) {
         std::string ref = vf.get<std::string>();

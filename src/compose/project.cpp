@@ -2,9 +2,11 @@
 // dependency order, each created from the service's long form (model.cpp) as docker compose would
 // ask dockerd for it, with compose's names and labels.
 #include <dirent.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -16,6 +18,7 @@
 #include "storage/mount_spec.hpp"
 #include "util/docker_syntax.hpp"
 #include "util/error.hpp"
+#include "util/fs.hpp"
 
 namespace berth::compose {
 
@@ -75,6 +78,57 @@ int64_t nano_cpus(const json& v, const std::string& where) {
 // docker compose sends it; the engine treats both alike.
 json restart_policy(const std::string& value, const std::string& where) {
   return with_where(where, [&] { return parse_restart_policy(value); });
+}
+
+// A service's secret or config (short "name" or long {source, target, …}) as a read-only bind of a
+// file: the top-level object's `file` (relative to the project), or, for `environment` and
+// `content`, a file berth writes under <root>/compose/<project>/<kind>/. Secrets go to
+// /run/secrets/<target>, configs to /<target>, as docker compose mounts them.
+json file_object_mount(engine::Engine& engine, const Project& project, const std::string& kind, const json& ref,
+                       const std::string& where) {
+  std::string source = ref.is_object() ? text(ref.value("source", json(""))) : text(ref);
+  std::string target = ref.is_object() ? text(ref.value("target", json(""))) : "";
+  const json all = project.model.value(kind, json::object());
+  std::string singular = kind.substr(0, kind.size() - 1);
+  if (!all.contains(source))
+    throw Error(where + "." + kind + ": " + singular + " \"" + source + "\" is not defined at the top level");
+  const json& def = all[source];
+  std::string file;
+  if (def.contains("file")) {
+    file = text(def["file"]);
+    if (!file.empty() && file[0] != '/') file = project.working_dir + "/" + file;
+    if (!path_exists(file)) throw Error(kind + "." + source + ".file: " + file + ": no such file or directory");
+  } else if (def.contains("environment") || def.contains("content")) {
+    std::string content;
+    if (def.contains("content")) {
+      content = text(def["content"]);
+    } else {
+      auto it = project.environment.find(text(def["environment"]));
+      if (it == project.environment.end())
+        throw Error(kind + "." + source + ".environment: variable " + text(def["environment"]) + " is not set");
+      content = it->second;
+    }
+    std::string dir = engine.root() + "/compose/" + project.name + "/" + kind;
+    mkdir_p(dir, 0700);
+    file = dir + "/" + source;
+    // Readable by the container's user unless the long form says otherwise (the directory is
+    // root's, and a bind mount's source path is not searched from inside the container).
+    mode_t mode = 0444;
+    if (ref.is_object() && ref.contains("mode"))
+      mode = static_cast<mode_t>(ref["mode"].is_number() ? ref["mode"].get<int>()
+                                                         : std::stoi(text(ref["mode"]), nullptr, 8));
+    write_file_atomic(file, content, mode & 0777);
+    if (ref.is_object() && (ref.contains("uid") || ref.contains("gid")))
+      if (::chown(file.c_str(), ref.contains("uid") ? std::stoi(text(ref["uid"])) : -1,
+                  ref.contains("gid") ? std::stoi(text(ref["gid"])) : -1) != 0)
+        throw_errno("chown " + file);
+  } else {
+    throw Error(kind + "." + source + ": only file, environment and content " + kind +
+                " are supported (external ones are a swarm feature)");
+  }
+  if (target.empty()) target = source;
+  if (target[0] != '/') target = (kind == "secrets" ? "/run/secrets/" : "/") + target;
+  return {{"Type", "bind"}, {"Source", file}, {"Target", target}, {"ReadOnly", true}};
 }
 
 std::string container_name(const Project& project, const std::string& service, int number) {
@@ -495,6 +549,9 @@ json create_body(engine::Engine& engine, const Project& project, const std::stri
       }
       mounts.push_back(m);
     }
+  for (const char* kind : {"secrets", "configs"})
+    if (svc.contains(kind))
+      for (const auto& ref : svc[kind]) mounts.push_back(file_object_mount(engine, project, kind, ref, where));
   if (!mounts.empty()) host["Mounts"] = mounts;
   if (svc.contains("tmpfs")) {
     json tmpfs = json::object();
@@ -745,6 +802,9 @@ void down(Backend& b, const Project& project, const DownOptions& options) {
     b.engine.networks().remove(name);
     say(b, "Network", name, "Removed");
   }
+  // Secrets and configs berth wrote for the project (their sources are the compose file's).
+  std::error_code ec;
+  std::filesystem::remove_all(b.engine.root() + "/compose/" + project.name, ec);
   if (options.volumes)
     for (const auto& name : volume_names) {
       if (!b.volumes.find(name)) continue;

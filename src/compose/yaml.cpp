@@ -330,13 +330,30 @@ bool yaml11_retyped(const std::string& s) {
   std::string l = lower(s);
   for (const char* word : {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
     if (l == word) return true;
+  // Numbers YAML 1.2 reads as strings: 1_000, 0b101, and base 60 (1:20, each part after a
+  // colon at most 59) — "8080:80" stays a string in both.
   size_t i = s[0] == '-' || s[0] == '+' ? 1 : 0;
-  if (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) {
-    bool numeric = true;
-    for (size_t k = i; k < s.size(); k++)
-      numeric = numeric && (std::isxdigit(static_cast<unsigned char>(s[k])) ||
-                            std::string("_:.+-xXoObB").find(s[k]) != std::string::npos);
-    if (numeric) return true;
+  if (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+    std::string body = s.substr(i);
+    if (body.size() > 2 && body[0] == '0' && (body[1] == 'b' || body[1] == 'B') &&
+        body.find_first_not_of("01_", 2) == std::string::npos)
+      return true;
+    if (body.find('_') != std::string::npos && body.find_first_not_of("0123456789_.eE+-") == std::string::npos)
+      return true;
+    if (body.find(':') != std::string::npos) {
+      bool base60 = true;
+      size_t at = body.find(':');
+      if (body.substr(0, at).find_first_not_of("0123456789_") != std::string::npos) base60 = false;
+      while (base60 && at != std::string::npos) {
+        size_t next = body.find(':', at + 1);
+        std::string part = body.substr(at + 1, next == std::string::npos ? std::string::npos : next - at - 1);
+        if (next == std::string::npos && part.find('.') != std::string::npos) part = part.substr(0, part.find('.'));
+        base60 = !part.empty() && part.size() <= 2 && part.find_first_not_of("0123456789") == std::string::npos &&
+                 std::stoi(part) <= 59;
+        at = next;
+      }
+      if (base60) return true;
+    }
   }
   // 2001-12-14, 2001-12-14t21:59:43.10-05:00 …
   return s.size() >= 8 && std::isdigit(static_cast<unsigned char>(s[0])) &&

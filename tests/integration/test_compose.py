@@ -1362,3 +1362,33 @@ def test_project_name_alone_finds_the_project_by_its_labels(engine, compose, tmp
     # Commands that need the model still say that the file is missing.
     r = bare.fails("up", "-d")
     assert "no configuration file provided" in r.stderr
+
+
+def test_secrets_and_configs_are_read_only_files_in_the_container(engine, compose):
+    c = compose("t1")
+    (c.dir / "pw.txt").write_text("s3cret\n")
+    c.model({"services": {"web": sleeper(
+                 user="1000",
+                 secrets=["pw", {"source": "token", "target": "api-token"}],
+                 configs=["app.conf", {"source": "other", "target": "/etc/other.conf"}])},
+             "secrets": {"pw": {"file": "./pw.txt"}, "token": {"environment": "BT_TOKEN"}},
+             "configs": {"app.conf": {"content": "listen 80\n"}, "other": {"file": "./pw.txt"}}})
+    c.ok("up", "-d", env={"BT_TOKEN": "tok-123"})
+    # Read as the service's user (1000): secrets and configs are readable, not writable.
+    r = c.ok("exec", "-T", "web", "sh", "-c",
+             "cat /run/secrets/pw /run/secrets/api-token; echo; cat /app.conf /etc/other.conf")
+    assert r.stdout == "s3cret\ntok-123\nlisten 80\ns3cret\n", r.stdout
+    r = c.run("exec", "-T", "-u", "0", "web", "sh", "-c", "echo x > /run/secrets/pw")
+    assert r.returncode != 0 and "Read-only" in r.stderr, r.stderr
+    assert (c.dir / "pw.txt").read_text() == "s3cret\n"
+    c.ok("down", "-t", "1")
+    assert not (Path(engine.root) / "compose" / "t1").exists()
+
+
+def test_undefined_secret_is_refused_before_anything_is_created(engine, compose):
+    c = compose("t1")
+    c.model({"services": {"web": sleeper(secrets=["nope"])}})
+    r = c.run("up", "-d")
+    assert r.returncode != 0
+    assert 'service "web" refers to undefined secret nope' in r.stderr, r.stderr
+    assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}

@@ -1134,3 +1134,39 @@ def test_failed_play_creates_no_host_path(engine, kube, tmp_path):
     assert r.returncode != 0, r.stderr
     assert project_objects(engine, "fcp") == {"containers": [], "networks": [], "volumes": []}
     assert not made.parent.exists(), "the failed play created " + str(made)
+
+
+def test_secrets_and_configs_become_secret_and_config_map_files(engine, kube, tmp_path):
+    d = tmp_path / "sc"
+    d.mkdir()
+    (d / "pw.txt").write_text("s3cret\n")
+    (d / "compose.yaml").write_text(textwrap.dedent("""\
+        services:
+          app:
+            image: busybox
+            command: ["sleep", "3600"]
+            stop_grace_period: 1s
+            secrets: [pw, {source: token, target: api-token}]
+            configs: [{source: app.conf, target: /etc/app.conf}]
+        secrets:
+          pw: {file: ./pw.txt}
+          token: {environment: BT_TOKEN}
+        configs:
+          app.conf: {content: "listen 80\\n"}
+        """))
+    out = tmp_path / "sc.yaml"
+    r = compose_kube(engine, d / "compose.yaml", "-o", out, env={"BT_TOKEN": "tok-123"})
+    assert r.returncode == 0, r.stderr
+    docs = [o for o in yaml.safe_load_all(out.read_text()) if o]
+    secrets = {o["metadata"]["name"]: o for o in docs if o["kind"] == "Secret"}
+    assert base64.b64decode(secrets["pw"]["data"]["pw"]) == b"s3cret\n"
+    assert base64.b64decode(secrets["token"]["data"]["token"]) == b"tok-123"
+    config = next(o for o in docs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "app-conf")
+    assert config["data"] == {"app.conf": "listen 80\n"}
+    mounts = {m["mountPath"]: m for m in next(o for o in docs if o["kind"] == "Deployment")
+              ["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["/run/secrets/api-token"]["subPath"] == "token" and mounts["/run/secrets/api-token"]["readOnly"]
+    kube.play_ok("sc", out)
+    r = engine.run("compose", "-p", "sc", "exec", "-T", "app", "sh", "-c",
+                   "cat /run/secrets/pw /run/secrets/api-token; echo; cat /etc/app.conf")
+    assert r.stdout == "s3cret\ntok-123\nlisten 80\n", r.stdout + r.stderr

@@ -228,7 +228,7 @@ TEST(ComposeYaml, JsonToYamlIsBlockStyleAndQuotesWhatWouldChangeType) {
             "    environment:\n"
             "      DEBUG: \"true\"\n"
             "      EMPTY: \"\"\n"
-            "      N: null\n"
+            "      \"N\": null\n"
             "    image: nginx\n"
             "    ports:\n"
             "      - 8080:80\n"
