@@ -434,6 +434,73 @@ void merge_into(json& base, const json& over, const std::string& path = "") {
   }
 }
 
+// `extends`: a service built on another one (in the same file or another), the base first and
+// the service's own keys merged over it with the rules of several -f files. Another file is read,
+// interpolated, validated and brought to long form with its own directory for relative paths.
+struct Extender {
+  const VariableLookup& lookup;
+  const VariableWarning& warn;
+  std::map<std::string, std::map<std::string, std::string>>& env_file_vars;
+  std::map<std::string, json> files;  // absolute path → long-form document (extends resolved)
+
+  json& load(const std::string& file) {
+    if (auto it = files.find(file); it != files.end()) return it->second;
+    if (!fs::exists(file)) throw Error("open " + file + ": no such file or directory");
+    json doc = yaml_to_json(read_text(file), file);
+    if (!doc.is_null() && !doc.is_object()) throw Error(file + ": top-level object must be a mapping");
+    doc = interpolate(doc, lookup, file, warn);
+    if (doc.is_null()) doc = json::object();
+    validate_compose(doc, file);
+    std::map<std::string, std::map<std::string, std::string>> ignored;
+    files[file] = normalize_file(doc, file, fs::path(file).parent_path().string(), lookup, ignored);
+    resolve_all(files[file], file);
+    return files[file];
+  }
+
+  void resolve_all(json& doc, const std::string& file) {
+    if (!doc.contains("services")) return;
+    std::vector<std::string> chain;
+    for (auto& [name, svc] : doc["services"].items()) resolve(doc, file, name, chain);
+  }
+
+  void resolve(json& doc, const std::string& file, const std::string& name, std::vector<std::string>& chain) {
+    json& svc = doc["services"][name];
+    if (!svc.is_object() || !svc.contains("extends")) return;
+    std::string id = file + ":" + name;
+    if (auto loop = std::find(chain.begin(), chain.end(), id); loop != chain.end()) {
+      std::string path;
+      for (auto it = loop; it != chain.end(); ++it) path += it->substr(it->rfind(':') + 1) + " -> ";
+      throw Error(file + ": services." + name + ".extends: circular reference: " + path + name);
+    }
+    const json ext = svc["extends"];
+    std::string base_name = ext.is_string() ? ext.get<std::string>() : ext.value("service", "");
+    std::string base_file = ext.is_object() && ext.contains("file")
+                                ? absolute(scalar_text(ext["file"]), fs::path(file).parent_path().string())
+                                : file;
+    chain.push_back(id);
+    json base;
+    if (base_file == file) {
+      if (!doc["services"].contains(base_name))
+        throw Error(file + ": services." + name + ".extends: no service " + base_name + " in the file");
+      resolve(doc, file, base_name, chain);
+      base = doc["services"][base_name];
+    } else {
+      json& other = load(base_file);
+      if (!other.contains("services") || !other["services"].contains(base_name))
+        throw Error(file + ": services." + name + ".extends: no service " + base_name + " in " + base_file);
+      base = other["services"][base_name];
+    }
+    chain.pop_back();
+    json own = svc;
+    own.erase("extends");
+    if (base_name != name || base_file != file)
+      if (auto it = env_file_vars.find(base_name); it != env_file_vars.end() && base_file == file)
+        for (const auto& [k, v] : it->second) env_file_vars[name].emplace(k, v);
+    merge_into(base, own, "services." + name);
+    svc = base;
+  }
+};
+
 std::vector<std::string> find_default_files(const std::string& start) {
   for (fs::path dir = start;; dir = dir.parent_path()) {
     for (const char* name : kDefaultFiles) {
@@ -606,13 +673,16 @@ Project load_project(const LoadOptions& options) {
   };
 
   json merged = json::object();
+  Extender extender{lookup, warn, project.env_file_variables, {}};
   for (const auto& file : files) {
     json doc = yaml_to_json(read_text(file), file);
     if (!doc.is_null() && !doc.is_object()) throw Error(file + ": top-level object must be a mapping");
     doc = interpolate(doc, lookup, file, warn);
     if (doc.is_null()) doc = json::object();
     validate_compose(doc, file);
-    merge_into(merged, normalize_file(doc, file, project.working_dir, lookup, project.env_file_variables));
+    json normalized = normalize_file(doc, file, project.working_dir, lookup, project.env_file_variables);
+    extender.resolve_all(normalized, file);
+    merge_into(merged, normalized);
   }
   resolve_project(project, std::move(merged), options, lookup);
   return project;

@@ -1392,3 +1392,43 @@ def test_undefined_secret_is_refused_before_anything_is_created(engine, compose)
     assert r.returncode != 0
     assert 'service "web" refers to undefined secret nope' in r.stderr, r.stderr
     assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_extends_builds_on_a_service_of_another_file_with_its_relative_paths(engine, compose):
+    c = compose("t1")
+    (c.dir / "common" / "data").mkdir(parents=True)
+    (c.dir / "common" / "data" / "seed.txt").write_text("from the base\n")
+    c.write(textwrap.dedent("""\
+        services:
+          base:
+            image: busybox
+            command: ["sleep", "3600"]
+            stop_grace_period: 1s
+            environment: {FROM_BASE: "yes", SHARED: base}
+            volumes: ["./data:/data:ro"]
+        """), "common/base.yml")
+    c.write(textwrap.dedent("""\
+        services:
+          web:
+            extends: {file: common/base.yml, service: base}
+            environment: {SHARED: web}
+          worker:
+            extends: web
+            environment: {ROLE: worker}
+        """))
+    c.up()
+    assert names(engine) == ["t1-web-1", "t1-worker-1"]
+    web, worker = env_of(engine, "t1-web-1"), env_of(engine, "t1-worker-1")
+    assert (web["FROM_BASE"], web["SHARED"]) == ("yes", "web")
+    assert (worker["FROM_BASE"], worker["SHARED"], worker["ROLE"]) == ("yes", "web", "worker")
+    # ./data in common/base.yml is common/data, as the base's own file says.
+    assert c.exec("worker", "cat", "/data/seed.txt").stdout == "from the base\n"
+
+
+def test_extends_cycle_is_an_error_naming_the_chain(engine, compose):
+    c = compose("t1")
+    c.write("services:\n  a: {extends: b, image: busybox}\n  b: {extends: a, image: busybox}\n")
+    r = c.run("up", "-d")
+    assert r.returncode != 0
+    assert "services.a.extends: circular reference: a -> b -> a" in r.stderr, r.stderr
+    assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
