@@ -697,12 +697,17 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
       for (const auto& c : orphans) remove_container(b, c, false);
     ensure_networks(b, project, networks, &created);
     ensure_volumes(b, project, volumes, &created);
+    std::set<std::string> updated;  // services whose containers this call recreated or restarted
     for (const auto& s : services) {
       const json& svc = project.service(s);
+      // depends_on.restart: a dependency that this call updated restarts the service too.
+      bool restart_for_dependency = false;
       if (svc.contains("depends_on"))
-        for (auto& [dep, cfg] : svc["depends_on"].items())
+        for (auto& [dep, cfg] : svc["depends_on"].items()) {
           if (project.has_service(dep) && !options.no_start)
             wait_condition(b, project, dep, cfg.value("condition", "service_started"), options.wait_timeout_ns);
+          restart_for_dependency = restart_for_dependency || (cfg.value("restart", false) && updated.count(dep));
+        }
       int scale = options.scale.count(s) ? options.scale.at(s) : svc.value("scale", 1);
       std::string hash = config_hash(svc);
       auto existing = project_containers(b.engine, project.name, {s});
@@ -735,9 +740,16 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
           }
           b.engine.remove(c.id, true, false);
           say(b, "Container", c.name, "Recreated");
+          updated.insert(s);
           if (!options.no_start) start_container(b, b.engine.get(id));
         } else if (!c.running() && !options.no_start) {
           start_container(b, c);
+        } else if (restart_for_dependency && !options.no_start) {
+          say(b, "Container", c.name, "Restarting");
+          b.engine.stop(c.id, stop_timeout(svc));
+          b.engine.start(c.id);
+          say(b, "Container", c.name, "Started");
+          updated.insert(s);
         } else {
           say(b, "Container", c.name, "Running");
         }
@@ -863,8 +875,16 @@ void stop(Backend& b, const Project& project, const std::vector<std::string>& se
 }
 
 void restart(Backend& b, const Project& project, const std::vector<std::string>& services, std::optional<int> timeout) {
+  // The named services, and what depends on them with depends_on.restart (transitively).
+  std::set<std::string> chosen(services.begin(), services.end());
   for (const auto& s : project.ordered_services()) {
-    if (!services.empty() && std::find(services.begin(), services.end(), s) == services.end()) continue;
+    const json& svc = project.service(s);
+    if (svc.contains("depends_on"))
+      for (auto& [dep, cfg] : svc["depends_on"].items())
+        if (cfg.value("restart", false) && chosen.count(dep)) chosen.insert(s);
+  }
+  for (const auto& s : project.ordered_services()) {
+    if (!services.empty() && !chosen.count(s)) continue;
     for (const auto& c : project_containers(b.engine, project.name, {s})) {
       say(b, "Container", c.name, "Restarting");
       if (c.running()) b.engine.stop(c.id, timeout ? timeout : stop_timeout(project.service(s)));

@@ -1432,3 +1432,31 @@ def test_extends_cycle_is_an_error_naming_the_chain(engine, compose):
     assert r.returncode != 0
     assert "services.a.extends: circular reference: a -> b -> a" in r.stderr, r.stderr
     assert project_objects(engine, "t1") == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_depends_on_restart_restarts_dependents_when_the_dependency_is_updated(engine, compose):
+    c = compose("t1")
+
+    def model(greeting: str) -> dict:
+        return {"services": {
+            "db": sleeper(environment={"GREETING": greeting}),
+            "web": sleeper(depends_on={"db": {"condition": "service_started", "restart": True}}),
+            "other": sleeper(depends_on={"db": {"condition": "service_started"}})}}
+
+    c.model(model("first"))
+    c.up()
+    started = {n: (cid(engine, n), engine.state(n)["StartedAt"]) for n in names(engine)}
+    c.model(model("second"))
+    r = c.up()
+    assert progress(r.stderr, "Container", "t1-db-1", "Recreated"), r.stderr
+    assert progress(r.stderr, "Container", "t1-web-1", "Restarting"), r.stderr
+    web = (cid(engine, "t1-web-1"), engine.state("t1-web-1")["StartedAt"])
+    assert web[0] == started["t1-web-1"][0] and web[1] != started["t1-web-1"][1]
+    assert (cid(engine, "t1-other-1"), engine.state("t1-other-1")["StartedAt"]) == started["t1-other-1"]
+    # An explicit restart of db restarts web as well, and leaves other alone.
+    before_other = engine.state("t1-other-1")["StartedAt"]
+    before_web = engine.state("t1-web-1")["StartedAt"]
+    r = c.ok("restart", "db")
+    assert progress(r.stderr, "Container", "t1-web-1", "Restarting"), r.stderr
+    assert engine.state("t1-web-1")["StartedAt"] != before_web
+    assert engine.state("t1-other-1")["StartedAt"] == before_other
