@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import queue
 import re
 import subprocess
@@ -1460,3 +1461,47 @@ def test_depends_on_restart_restarts_dependents_when_the_dependency_is_updated(e
     assert progress(r.stderr, "Container", "t1-web-1", "Restarting"), r.stderr
     assert engine.state("t1-web-1")["StartedAt"] != before_web
     assert engine.state("t1-other-1")["StartedAt"] == before_other
+
+
+def test_logs_on_a_terminal_are_coloured_per_service_and_plain_otherwise(engine, compose):
+    c = compose("t1")
+    c.model({"services": {"a": {"image": "busybox", "command": ["echo", "from-a"]},
+                          "b": {"image": "busybox", "command": ["echo", "from-b"]}}})
+    c.up()
+    poll(lambda: all(engine.state(n)["Status"] == "exited" for n in ["t1-a-1", "t1-b-1"]), "both exited")
+
+    def logs_on_tty(*flags) -> str:
+        master, slave = pty.openpty()
+        cmd = [*engine.prefix(), engine.binary, "--root", str(engine.root), "--config", str(engine.config_dir),
+               "compose", *c.global_args(), "logs", *flags]
+        env = {**os.environ, "BERTH_RUN_DIR": str(engine.run_dir)}
+        env.pop("DOCKER_CONFIG", None)
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the writer closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+        return out.decode().replace("\r\n", "\n")
+
+    coloured = logs_on_tty()
+    lines = {l for l in coloured.splitlines() if l}
+    # Each service's prefix in its own colour, reset before the text.
+    colour_of = {}
+    for line in lines:
+        m = re.match(r"^(\x1b\[[0-9;]+m)(t1-[ab]-1)\s+\|\x1b\[0m (.*)$", line)
+        assert m, repr(line)
+        colour_of[m.group(2)] = m.group(1)
+        assert m.group(3) == "from-" + m.group(2)[3]
+    assert set(colour_of) == {"t1-a-1", "t1-b-1"} and colour_of["t1-a-1"] != colour_of["t1-b-1"], colour_of
+    plain = logs_on_tty("--no-color")
+    assert "\x1b[" not in plain and re.search(r"^t1-a-1\s+\| from-a$", plain, re.M), repr(plain)
+    piped = c.ok("logs").stdout
+    assert "\x1b[" not in piped and re.search(r"^t1-b-1\s+\| from-b$", piped, re.M), repr(piped)
