@@ -72,7 +72,7 @@ std::optional<json> digits_value(std::string_view digits, int base, bool negativ
   return json(negative ? -approx : approx);
 }
 
-// The core schema's integers: [-+]?[0-9]+, 0o[0-7]+, 0x[0-9a-fA-F]+.
+// The core schema's integers: [-+]?[0-9]+, 0o[0-7]+, 0x[0-9a-fA-F]+; and 0[0-7]+ octal (go-yaml v3).
 std::optional<json> integer_value(std::string_view s) {
   if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'x')) {
     std::string_view digits = s.substr(2);
@@ -87,6 +87,9 @@ std::optional<json> integer_value(std::string_view s) {
   if (s.empty()) return std::nullopt;
   for (char c : s)
     if (!is_digit(c)) return std::nullopt;
+  // 0755 is octal, as docker compose's YAML reader (go-yaml v3) reads it: modes are written so.
+  if (s.size() > 1 && s[0] == '0' && s.find_first_not_of("01234567") == std::string_view::npos)
+    return digits_value(s.substr(1), 8, negative);
   return digits_value(s, 10, negative);
 }
 

@@ -9,7 +9,8 @@
 namespace berth::compose {
 
 // Parses one YAML document into JSON. Plain scalars resolve by the YAML 1.2 core schema (null, ~,
-// true/false, decimal/0x/0o integers, floats, .inf/.nan); quoted scalars and !!str stay strings.
+// true/false, decimal/0x/0o integers — and 0755 as octal, as docker compose reads it —, floats,
+// .inf/.nan); quoted scalars and !!str stay strings.
 // Anchors, aliases and merge keys (<<) are resolved; a duplicate mapping key is an error. An empty
 // document is null. Errors are berth::Error("FILE: line L, column C: problem").
 nlohmann::json yaml_to_json(std::string_view text, const std::string& file);

@@ -66,7 +66,7 @@ words: [hello world, 8080:80, 1.2.3, 0o9, 0xZ, 1e, -]
   EXPECT_EQ(doc["bools"], json::parse("[true, true, true, false, false, false]"));
   EXPECT_EQ(doc["yaml11_words"], json::parse(R"(["yes", "no", "on", "Off", "y", "n"])"));
 
-  EXPECT_EQ(doc["ints"], json::parse("[42, -17, 5, 0, 15, 31, 255, 755]"));
+  EXPECT_EQ(doc["ints"], json::parse("[42, -17, 5, 0, 15, 31, 255, 493]"));  // 0755 octal, as go-yaml v3
   for (const json& i : doc["ints"]) EXPECT_TRUE(i.is_number_integer()) << i;
 
   ASSERT_EQ(doc["floats"].size(), 6u);
