@@ -616,6 +616,33 @@ json create_body(engine::Engine& engine, const Project& project, const std::stri
                           {"group_add", "GroupAdd"}})
     if (svc.contains(key)) host[api] = svc[key];
   if (svc.contains("sysctls")) host["Sysctls"] = svc["sysctls"];
+  if (svc.contains("devices")) {
+    // "/dev/x[:/dev/y[:rwm]]" or {source, target, permissions}, as --device.
+    json devices = json::array();
+    for (const auto& d : svc["devices"]) {
+      std::string source, target, perms = "rwm";
+      if (d.is_object()) {
+        source = text(d.value("source", json(""))), target = text(d.value("target", json("")));
+        if (d.contains("permissions")) perms = text(d["permissions"]);
+      } else {
+        std::string spec = text(d);
+        size_t a = spec.find(':'), b = a == std::string::npos ? a : spec.find(':', a + 1);
+        source = spec.substr(0, a);
+        if (a != std::string::npos) {
+          std::string second = spec.substr(a + 1, b == std::string::npos ? b : b - a - 1);
+          bool is_perms = b == std::string::npos && !second.empty() && second[0] != '/';
+          (is_perms ? perms : target) = second;
+          if (b != std::string::npos) perms = spec.substr(b + 1);
+        }
+      }
+      if (target.empty()) target = source;
+      if (source.empty() || source[0] != '/' || target[0] != '/' ||
+          perms.find_first_not_of("rwm") != std::string::npos || perms.empty())
+        throw Error(where + ".devices: invalid device \"" + (d.is_object() ? d.dump() : text(d)) + "\"");
+      devices.push_back({{"PathOnHost", source}, {"PathInContainer", target}, {"CgroupPermissions", perms}});
+    }
+    host["Devices"] = devices;
+  }
   for (auto [key, api] : {std::pair{"pid", "PidMode"},
                           {"ipc", "IpcMode"},
                           {"userns_mode", "UsernsMode"},

@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "engine/mounts.hpp"
@@ -60,6 +62,58 @@ json read_json_file(const std::string& path) {
 std::string jstr(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// HostConfig.Devices → the nodes to create in the container: each PathOnHost a device node, or a
+// directory whose device nodes are all added (as docker walks it); type, numbers, mode and owner
+// come from the host node.
+std::vector<DevicePlan> device_plans(const json& devices) {
+  std::vector<DevicePlan> out;
+  if (!devices.is_array()) return out;
+  for (const auto& d : devices) {
+    std::string host = jstr(d, "PathOnHost"), inside = jstr(d, "PathInContainer");
+    std::string perms = jstr(d, "CgroupPermissions");
+    if (inside.empty()) inside = host;
+    if (perms.empty()) perms = "rwm";
+    auto node = [&](const std::string& host_path, const std::string& container_path, bool must) {
+      struct stat st {};
+      if (::stat(host_path.c_str(), &st) != 0) {
+        if (!must) return;
+        std::string reason = std::strerror(errno);  // Go's lower-case error text, as docker prints it
+        reason[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(reason[0])));
+        throw StatusError(
+            "error gathering device information while adding custom device \"" + host_path + "\": " + reason, 125);
+      }
+      if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        if (!must) return;
+        throw StatusError(
+            "error gathering device information while adding custom device \"" + host_path + "\": not a device node",
+            125);
+      }
+      DevicePlan p;
+      p.path = container_path;
+      p.type = S_ISCHR(st.st_mode) ? "c" : "b";
+      p.major = major(st.st_rdev);
+      p.minor = minor(st.st_rdev);
+      p.file_mode = st.st_mode & 07777;
+      p.uid = st.st_uid;
+      p.gid = st.st_gid;
+      p.permissions = perms;
+      out.push_back(p);
+    };
+    struct stat st {};
+    if (::stat(host.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      std::error_code ec;
+      for (auto it = std::filesystem::recursive_directory_iterator(host, ec);
+           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        std::string rel = it->path().string().substr(host.size());
+        node(it->path().string(), inside + rel, false);
+      }
+      continue;
+    }
+    node(host, inside, true);
+  }
+  return out;
 }
 
 int64_t jint(const json& j, const char* key, int64_t def = 0) {
@@ -1027,6 +1081,7 @@ std::string Engine::create(const json& body) {
     in.image_config = image_config;
     in.rootfs = rootfs;
     in.mounts = plans;
+    in.devices = device_plans(host_config.value("Devices", json::array()));
     in.hosts_path = dir + "/hosts";
     in.resolv_conf_path = dir + "/resolv.conf";
     in.hostname_path = dir + "/hostname";

@@ -1505,3 +1505,15 @@ def test_logs_on_a_terminal_are_coloured_per_service_and_plain_otherwise(engine,
     assert "\x1b[" not in plain and re.search(r"^t1-a-1\s+\| from-a$", plain, re.M), repr(plain)
     piped = c.ok("logs").stdout
     assert "\x1b[" not in piped and re.search(r"^t1-b-1\s+\| from-b$", piped, re.M), repr(piped)
+
+
+def test_devices_are_passed_to_the_container(engine, compose):
+    c = compose("t1")
+    c.model({"services": {"web": sleeper(devices=["/dev/null:/dev/mynull", {"source": "/dev/zero",
+                                                                          "target": "/dev/myzero",
+                                                                          "permissions": "r"}])}})
+    c.up()
+    r = c.exec("web", "sh", "-c", "stat -c '%t:%T' /dev/mynull /dev/myzero; head -c 3 /dev/myzero | wc -c")
+    assert r.stdout == "1:3\n1:5\n3\n", r.stdout + r.stderr
+    devices = engine.inspect("t1-web-1")["HostConfig"]["Devices"]
+    assert {"PathOnHost": "/dev/zero", "PathInContainer": "/dev/myzero", "CgroupPermissions": "r"} in devices

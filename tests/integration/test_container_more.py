@@ -528,3 +528,31 @@ def test_cp_mount_behind_a_symlinked_destination(engine, tmp_path, busybox_tar):
     assert (src / "f").read_text() == "in the volume\n"
     engine.ok("cp", "c1:/real/f", tmp_path / "back")
     assert (tmp_path / "back").read_text() == "in the volume\n"
+
+
+def test_device_is_created_in_the_container_from_the_host_node(engine, tmp_path):
+    r = engine.run("run", "--rm", "--device", "/dev/null:/dev/mynull:rw", "busybox", "sh", "-c",
+                   "stat -c '%F %t:%T' /dev/mynull; echo data > /dev/mynull && echo written")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "character special file 1:3\nwritten\n", r.stdout
+    # A directory: every device node under it, as docker walks it (other files are skipped).
+    nodes = tmp_path / "nodes"
+    (nodes / "sub").mkdir(parents=True)
+    os.mknod(nodes / "zero", 0o620 | 0o020000, os.makedev(1, 5))
+    os.mknod(nodes / "sub" / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    os.chmod(nodes / "zero", 0o620)  # past the umask: the container's nodes keep the host's modes
+    os.chmod(nodes / "sub" / "null", 0o666)
+    (nodes / "plain.txt").write_text("not a device\n")
+    r = engine.run("run", "--rm", "--device", f"{nodes}:/dev/mine", "busybox", "sh", "-c",
+                   "stat -c '%n %a %t:%T' /dev/mine/zero /dev/mine/sub/null; ls /dev/mine")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/dev/mine/zero 620 1:5\n/dev/mine/sub/null 666 1:3\nsub\nzero\n", r.stdout
+
+
+def test_missing_device_is_refused_and_creates_nothing(engine):
+    before = engine.ok("ps", "-aq").split()
+    r = engine.run("run", "--rm", "--device", "/dev/berth-no-such-device", "busybox", "true")
+    assert r.returncode == 125
+    assert 'error gathering device information while adding custom device "/dev/berth-no-such-device": ' \
+           "no such file or directory" in r.stderr, r.stderr
+    assert engine.ok("ps", "-aq").split() == before
