@@ -674,6 +674,61 @@ Project load_project(const LoadOptions& options) {
 
   json merged = json::object();
   Extender extender{lookup, warn, project.env_file_variables, {}};
+  // include: other compose applications merged in, each read with its own project directory and
+  // env files (under the process environment); a resource defined twice is an error.
+  std::function<void(json&, const json&, const std::string&, std::vector<std::string>&)> include_into =
+      [&](json& into, const json& includes, const std::string& from, std::vector<std::string>& chain) {
+        std::string base = fs::path(from).parent_path().string();
+        for (const auto& entry : includes) {
+          std::vector<std::string> paths;
+          json path_value = entry.is_object() ? entry.value("path", json()) : entry;
+          for (const auto& p : path_value.is_array() ? path_value : json::array({path_value}))
+            paths.push_back(absolute(scalar_text(p), base));
+          if (paths.empty()) throw Error(from + ": include: an entry has no path");
+          std::string directory = entry.is_object() && entry.contains("project_directory")
+                                      ? absolute(scalar_text(entry["project_directory"]), base)
+                                      : fs::path(paths[0]).parent_path().string();
+          std::map<std::string, std::string> env;
+          std::vector<std::string> env_files;
+          if (entry.is_object() && entry.contains("env_file")) {
+            const json& ef = entry["env_file"];
+            for (const auto& e : ef.is_array() ? ef : json::array({ef}))
+              env_files.push_back(absolute(scalar_text(e), base));
+          } else if (fs::exists(directory + "/.env")) {
+            env_files.push_back(directory + "/.env");
+          }
+          VariableLookup included_lookup = [&](const std::string& name) -> std::optional<std::string> {
+            if (auto it = process_env.find(name); it != process_env.end()) return it->second;
+            if (auto it = env.find(name); it != env.end()) return it->second;
+            return std::nullopt;
+          };
+          for (const auto& ef : env_files) {
+            if (!fs::exists(ef)) throw Error(from + ": include: env file " + ef + " not found");
+            for (auto& [k, v] : read_dotenv(ef, included_lookup)) env[k] = v;
+          }
+          for (const auto& path : paths) {
+            if (std::find(chain.begin(), chain.end(), path) != chain.end())
+              throw Error(from + ": include: " + path + " includes itself");
+            if (!fs::exists(path)) throw Error(from + ": include: open " + path + ": no such file or directory");
+            json doc = yaml_to_json(read_text(path), path);
+            if (!doc.is_null() && !doc.is_object()) throw Error(path + ": top-level object must be a mapping");
+            doc = interpolate(doc, included_lookup, path, warn);
+            if (doc.is_null()) doc = json::object();
+            validate_compose(doc, path);
+            json normalized = normalize_file(doc, path, directory, included_lookup, project.env_file_variables);
+            Extender nested{included_lookup, warn, project.env_file_variables, {}};
+            nested.resolve_all(normalized, path);
+            normalized.erase("include");
+            normalized.erase("name");
+            if (doc.contains("include")) {
+              chain.push_back(path);
+              include_into(normalized, doc["include"], path, chain);
+              chain.pop_back();
+            }
+            merge_into(into, normalized);
+          }
+        }
+      };
   for (const auto& file : files) {
     json doc = yaml_to_json(read_text(file), file);
     if (!doc.is_null() && !doc.is_object()) throw Error(file + ": top-level object must be a mapping");
@@ -682,6 +737,19 @@ Project load_project(const LoadOptions& options) {
     validate_compose(doc, file);
     json normalized = normalize_file(doc, file, project.working_dir, lookup, project.env_file_variables);
     extender.resolve_all(normalized, file);
+    normalized.erase("include");
+    if (doc.contains("include")) {
+      json included = json::object();
+      std::vector<std::string> chain = {file};
+      include_into(included, doc["include"], file, chain);
+      for (const char* kind : {"services", "networks", "volumes", "secrets", "configs"})
+        if (included.contains(kind) && included[kind].is_object())
+          for (auto& [key, value] : included[kind].items())
+            if ((normalized.contains(kind) && normalized[kind].contains(key)) ||
+                (merged.contains(kind) && merged[kind].contains(key)))
+              throw Error(file + ": " + kind + "." + key + " conflicts with an imported resource of the same name");
+      merge_into(merged, included);
+    }
     merge_into(merged, normalized);
   }
   resolve_project(project, std::move(merged), options, lookup);

@@ -1517,3 +1517,40 @@ def test_devices_are_passed_to_the_container(engine, compose):
     assert r.stdout == "1:3\n1:5\n3\n", r.stdout + r.stderr
     devices = engine.inspect("t1-web-1")["HostConfig"]["Devices"]
     assert {"PathOnHost": "/dev/zero", "PathInContainer": "/dev/myzero", "CgroupPermissions": "r"} in devices
+
+
+def test_include_brings_in_another_application_with_its_own_directory_and_env(engine, compose):
+    c = compose("t1")
+    (c.dir / "db" / "seed").mkdir(parents=True)
+    (c.dir / "db" / "seed" / "rows.txt").write_text("row1\n")
+    (c.dir / "db" / ".env").write_text("DB_NAME=shop\n")
+    c.write(textwrap.dedent("""\
+        services:
+          db:
+            image: busybox
+            command: ["sleep", "3600"]
+            stop_grace_period: 1s
+            environment: {DB_NAME: "${DB_NAME:-unset}"}
+            volumes: ["./seed:/seed:ro", "dbdata:/data"]
+        volumes:
+          dbdata:
+        """), "db/compose.yaml")
+    c.write(textwrap.dedent("""\
+        include:
+          - db/compose.yaml
+        services:
+          web:
+            image: busybox
+            command: ["sleep", "3600"]
+            stop_grace_period: 1s
+            depends_on: [db]
+        """))
+    c.up()
+    assert names(engine) == ["t1-db-1", "t1-web-1"]
+    assert env_of(engine, "t1-db-1")["DB_NAME"] == "shop"  # the included directory's .env
+    assert c.exec("db", "cat", "/seed/rows.txt").stdout == "row1\n"  # ./seed from db/
+    assert "t1_dbdata" in engine.ok("volume", "ls", "-q").split()
+    # A service defined both here and in the included file is an error.
+    c.write("include: [db/compose.yaml]\nservices:\n  db: {image: busybox}\n", "clash.yaml")
+    r = engine.run("compose", "-f", c.dir / "clash.yaml", "-p", "t2", "config")
+    assert r.returncode != 0 and "services.db conflicts with an imported resource" in r.stderr, r.stderr
