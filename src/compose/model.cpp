@@ -405,9 +405,19 @@ json normalize_file(json doc, const std::string& file, const std::string& workin
 
 // Merges an override file's (long-form) document into base, as compose does: mappings merge,
 // command/entrypoint/healthcheck.test are replaced, volumes merge by target, other lists append.
-void merge_into(json& base, const json& over, const std::string& path = "") {
+using KeyPath = std::vector<std::string>;
+
+// overrides: paths an override file tagged !override: replaced, not merged.
+void merge_into(json& base, const json& over, const std::string& path = "",
+                const std::set<KeyPath>* overrides = nullptr, const KeyPath& at = {}) {
   for (auto& [key, value] : over.items()) {
     std::string child = path.empty() ? key : path + "." + key;
+    KeyPath child_at = at;
+    child_at.push_back(key);
+    if (overrides && overrides->count(child_at)) {
+      base[key] = value;
+      continue;
+    }
     if (!base.contains(key) || base[key].is_null() || value.is_null() || !value.is_structured() ||
         base[key].type() != value.type()) {
       base[key] = value;
@@ -415,7 +425,7 @@ void merge_into(json& base, const json& over, const std::string& path = "") {
     }
     bool replaced = key == "command" || key == "entrypoint" || key == "test" || key == "aliases";
     if (value.is_object()) {
-      merge_into(base[key], value, child);
+      merge_into(base[key], value, child, overrides, child_at);
     } else if (replaced) {
       base[key] = value;
     } else if (key == "volumes" && path.rfind("services.", 0) == 0) {
@@ -432,6 +442,18 @@ void merge_into(json& base, const json& over, const std::string& path = "") {
         if (std::find(base[key].begin(), base[key].end(), v) == base[key].end()) base[key].push_back(v);
     }
   }
+}
+
+// Removes the value at path (a !reset), if it is there.
+void erase_path(json& doc, const KeyPath& path) {
+  json* node = &doc;
+  for (size_t i = 0; i + 1 < path.size(); i++) {
+    if (node->is_object() && node->contains(path[i]))
+      node = &(*node)[path[i]];
+    else
+      return;
+  }
+  if (!path.empty() && node->is_object()) node->erase(path.back());
 }
 
 // `extends`: a service built on another one (in the same file or another), the base first and
@@ -730,10 +752,23 @@ Project load_project(const LoadOptions& options) {
         }
       };
   for (const auto& file : files) {
-    json doc = yaml_to_json(read_text(file), file);
+    std::vector<YamlTag> tags;
+    json doc = yaml_to_json(read_text(file), file, &tags);
     if (!doc.is_null() && !doc.is_object()) throw Error(file + ": top-level object must be a mapping");
     doc = interpolate(doc, lookup, file, warn);
     if (doc.is_null()) doc = json::object();
+    // !reset drops what earlier files set there (its own value does not matter); !override
+    // replaces it instead of merging.
+    std::set<KeyPath> overrides;
+    std::vector<KeyPath> resets;
+    for (const auto& t : tags) {
+      if (t.tag == "!reset") {
+        erase_path(doc, t.path);
+        resets.push_back(t.path);
+      } else {
+        overrides.insert(t.path);
+      }
+    }
     validate_compose(doc, file);
     json normalized = normalize_file(doc, file, project.working_dir, lookup, project.env_file_variables);
     extender.resolve_all(normalized, file);
@@ -750,7 +785,8 @@ Project load_project(const LoadOptions& options) {
               throw Error(file + ": " + kind + "." + key + " conflicts with an imported resource of the same name");
       merge_into(merged, included);
     }
-    merge_into(merged, normalized);
+    for (const auto& r : resets) erase_path(merged, r);
+    merge_into(merged, normalized, "", &overrides);
   }
   resolve_project(project, std::move(merged), options, lookup);
   return project;

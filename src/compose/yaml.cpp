@@ -179,6 +179,7 @@ class JsonBuilder : public YAML::EventHandler {
   explicit JsonBuilder(const std::string& file) : file_(file) {}
 
   json take_root() { return std::move(root_); }
+  std::vector<YamlTag> take_tags() { return std::move(tags_); }
   const YAML::Mark& second_document() const { return second_document_; }
 
   void OnDocumentStart(const YAML::Mark& mark) override {
@@ -212,17 +213,20 @@ class JsonBuilder : public YAML::EventHandler {
       set_key(value, mark, tag == "?" && value == "<<");
       return;
     }
+    note_tag(tag);
     complete(tagged_scalar(tag, value, file_, mark), mark, 1, anchor);
   }
 
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
+    if (!expecting_key()) note_tag(tag);
     open(json::array(), mark, anchor);
   }
   void OnSequenceEnd() override { close(); }
 
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
+    if (!expecting_key()) note_tag(tag);
     open(json::object(), mark, anchor);
   }
 
@@ -237,6 +241,16 @@ class JsonBuilder : public YAML::EventHandler {
   }
 
  private:
+  // compose's !reset and !override: remembered with the path of the value they tag.
+  void note_tag(const std::string& tag) {
+    if (tag != "!reset" && tag != "!override") return;
+    YamlTag t;
+    t.tag = tag;
+    for (const Frame& f : stack_)
+      t.path.push_back(f.value.is_array() ? std::to_string(f.value.size()) : f.key.value_or(""));
+    tags_.push_back(std::move(t));
+  }
+
   struct Frame {
     json value;  // the object or array being filled
     YAML::Mark mark;
@@ -319,6 +333,7 @@ class JsonBuilder : public YAML::EventHandler {
   std::vector<Frame> stack_;
   std::map<YAML::anchor_t, std::pair<json, size_t>> anchors_;  // value, node count
   json root_;
+  std::vector<YamlTag> tags_;
   size_t total_nodes_ = 0;
   int documents_ = 0;
   YAML::Mark second_document_;
@@ -431,7 +446,7 @@ void emit(YAML::Emitter& out, const json& value) {
 
 }  // namespace
 
-json yaml_to_json(std::string_view text, const std::string& file) {
+json yaml_to_json(std::string_view text, const std::string& file, std::vector<YamlTag>* tags) {
   std::istringstream in{std::string(text)};
   JsonBuilder builder(file);
   try {
@@ -442,6 +457,7 @@ json yaml_to_json(std::string_view text, const std::string& file) {
   } catch (const YAML::Exception& e) {
     fail(file, e.mark, e.msg);
   }
+  if (tags) *tags = builder.take_tags();
   return builder.take_root();
 }
 

@@ -13,7 +13,13 @@ namespace berth::compose {
 // .inf/.nan); quoted scalars and !!str stay strings.
 // Anchors, aliases and merge keys (<<) are resolved; a duplicate mapping key is an error. An empty
 // document is null. Errors are berth::Error("FILE: line L, column C: problem").
-nlohmann::json yaml_to_json(std::string_view text, const std::string& file);
+// tags (optional): where the document uses compose's merge tags !reset and !override, as key
+// paths from the root (array positions as decimal text).
+struct YamlTag {
+  std::vector<std::string> path;
+  std::string tag;
+};
+nlohmann::json yaml_to_json(std::string_view text, const std::string& file, std::vector<YamlTag>* tags = nullptr);
 
 // Every document of a multi-document stream ("---" separated), as yaml_to_json reads one; an
 // empty document is null. For Kubernetes manifests.

@@ -1554,3 +1554,28 @@ def test_include_brings_in_another_application_with_its_own_directory_and_env(en
     c.write("include: [db/compose.yaml]\nservices:\n  db: {image: busybox}\n", "clash.yaml")
     r = engine.run("compose", "-f", c.dir / "clash.yaml", "-p", "t2", "config")
     assert r.returncode != 0 and "services.db conflicts with an imported resource" in r.stderr, r.stderr
+
+
+def test_override_file_reset_and_override_tags(engine, compose):
+    c = compose("t1")
+    c.write(textwrap.dedent("""\
+        services:
+          web:
+            image: busybox
+            command: ["sleep", "3600"]
+            environment: {A: "1", B: "2"}
+            ports: ["18081:80", "18082:90"]
+            labels: {keep: "yes"}
+        """))
+    c.write(textwrap.dedent("""\
+        services:
+          web:
+            environment: !reset {}
+            ports: !override ["18083:70"]
+            labels: {added: "yes"}
+        """), "compose.override.yaml")
+    c.files = [c.dir / "compose.yaml", c.dir / "compose.override.yaml"]
+    model = json.loads(c.ok("config", "--format", "json").stdout)["services"]["web"]
+    assert "environment" not in model, model
+    assert [(p["published"], p["target"]) for p in model["ports"]] == [("18083", 70)]
+    assert model["labels"] == {"keep": "yes", "added": "yes"}  # untagged mappings still merge
