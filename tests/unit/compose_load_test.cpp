@@ -716,3 +716,37 @@ TEST(ComposeSchema, ValidationIsFast) {
 }
 
 }  // namespace
+
+TEST(ComposeYaml, MergeTagsAreReportedWithTheirPaths) {
+  std::vector<YamlTag> tags;
+  json doc = yaml_to_json(R"(
+services:
+  web:
+    ports: !override ["8080:80"]
+    environment: !reset {}
+    dns: !reset
+    labels: !custom {a: b}
+)",
+                          "compose.yaml", &tags);
+  ASSERT_EQ(tags.size(), 3u);
+  EXPECT_EQ(tags[0].tag, "!override");
+  EXPECT_EQ(tags[0].path, (std::vector<std::string>{"services", "web", "ports"}));
+  EXPECT_EQ(tags[1].tag, "!reset");
+  EXPECT_EQ(tags[1].path, (std::vector<std::string>{"services", "web", "environment"}));
+  EXPECT_EQ(tags[2].path, (std::vector<std::string>{"services", "web", "dns"}));
+  // The values themselves are read as usual (other tags are ignored).
+  EXPECT_EQ(doc["services"]["web"]["ports"], json::array({"8080:80"}));
+  EXPECT_EQ(doc["services"]["web"]["labels"], json({{"a", "b"}}));
+}
+
+TEST(ComposeYaml, Yaml11AmbiguousStringsAreQuoted) {
+  json value = {{"yes", "yes"},         {"b60", "1:20"}, {"port", "8080:80"}, {"under", "1_000"},
+                {"date", "2001-12-14"}, {"cr", "a\rb"},  {"plain", "hello"}};
+  std::string text = json_to_yaml(value);
+  for (const char* quoted :
+       {"\"yes\": \"yes\"", "b60: \"1:20\"", "under: \"1_000\"", "date: \"2001-12-14\"", "cr: \"a\\rb\""})
+    EXPECT_NE(text.find(quoted), std::string::npos) << quoted << " in\n" << text;
+  EXPECT_NE(text.find("port: 8080:80\n"), std::string::npos) << text;  // 80 > 59: not base 60
+  EXPECT_NE(text.find("plain: hello\n"), std::string::npos) << text;
+  EXPECT_EQ(yaml_to_json(text, "out.yaml"), value);  // and read back the same
+}
