@@ -19,6 +19,7 @@
 #include "engine/volumes.hpp"
 #include "image/reference.hpp"
 #include "util/error.hpp"
+#include "util/fs.hpp"
 
 namespace berth::cli {
 
@@ -39,14 +40,7 @@ std::string read_all(std::istream& in) {
 std::vector<compose::KubeDocument> read_manifests(const std::vector<std::string>& paths) {
   std::vector<compose::KubeDocument> documents;
   auto add_file = [&](const std::string& path) {
-    std::string content;
-    if (path == "-") {
-      content = read_all(std::cin);
-    } else {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) throw Error("open " + path + ": " + std::strerror(errno), errno);
-      content = read_all(in);
-    }
+    std::string content = path == "-" ? read_all(std::cin) : read_file(path);
     for (auto& d : compose::yaml_documents(content, path))
       if (!d.is_null()) documents.push_back({std::move(d), path});
   };
@@ -108,13 +102,7 @@ int compose_kube(const compose::LoadOptions& load_in, const Invocation& inv) {
     return 0;
   }
   auto write = [](const std::string& path, const std::string& text) {
-    std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << text;
-      if (!out.flush()) throw Error("write " + tmp + ": " + std::strerror(errno), errno);
-    }
-    fs::rename(tmp, path);
+    write_file_atomic(path, text);
     std::cerr << " Wrote " << path << "\n";
   };
   std::string ext = fs::path(output).extension().string();

@@ -33,6 +33,7 @@
 #include "image/auth_config.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/fs.hpp"
 
 namespace berth::compose {
 
@@ -695,18 +696,10 @@ void write_kube_files(const KubePlan& plan) {
   std::set<std::string> wanted;
   for (const auto& f : plan.files) {
     fs::create_directories(fs::path(f.path).parent_path());
-    // Each file replaced whole (a running container's bind mount sees old or new, never half).
-    std::string tmp = f.path + ".tmp-" + std::to_string(::getpid());
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << f.content;
-      if (!out.flush()) throw Error("write " + tmp + ": " + std::strerror(errno), errno);
-    }
-    if (::chmod(tmp.c_str(), f.mode & 07777) != 0 || ::rename(tmp.c_str(), f.path.c_str()) != 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
-      throw Error("write " + f.path + ": " + std::strerror(err), err);
-    }
+    // Each file replaced whole (a running container's bind mount sees old or new, never half);
+    // chmod after, for the bits the umask took from the requested mode.
+    write_file_atomic(f.path, f.content, f.mode & 07777);
+    if (::chmod(f.path.c_str(), f.mode & 07777) != 0) throw_errno("chmod " + f.path);
     wanted.insert(f.path);
   }
   std::error_code ec;

@@ -456,6 +456,16 @@ void erase_path(json& doc, const KeyPath& path) {
   if (!path.empty() && node->is_object()) node->erase(path.back());
 }
 
+// A compose file read, its top level checked to be a mapping, interpolated (not yet validated:
+// !reset values are dropped first).
+json read_compose_file(const std::string& file, const VariableLookup& lookup, const VariableWarning& warn,
+                       std::vector<YamlTag>* tags = nullptr) {
+  json doc = yaml_to_json(read_text(file), file, tags);
+  if (!doc.is_null() && !doc.is_object()) throw Error(file + ": top-level object must be a mapping");
+  doc = interpolate(doc, lookup, file, warn);
+  return doc.is_null() ? json::object() : doc;
+}
+
 // `extends`: a service built on another one (in the same file or another), the base first and
 // the service's own keys merged over it with the rules of several -f files. Another file is read,
 // interpolated, validated and brought to long form with its own directory for relative paths.
@@ -468,10 +478,7 @@ struct Extender {
   json& load(const std::string& file) {
     if (auto it = files.find(file); it != files.end()) return it->second;
     if (!fs::exists(file)) throw Error("open " + file + ": no such file or directory");
-    json doc = yaml_to_json(read_text(file), file);
-    if (!doc.is_null() && !doc.is_object()) throw Error(file + ": top-level object must be a mapping");
-    doc = interpolate(doc, lookup, file, warn);
-    if (doc.is_null()) doc = json::object();
+    json doc = read_compose_file(file, lookup, warn);
     validate_compose(doc, file);
     std::map<std::string, std::map<std::string, std::string>> ignored;
     files[file] = normalize_file(doc, file, fs::path(file).parent_path().string(), lookup, ignored);
@@ -732,10 +739,7 @@ Project load_project(const LoadOptions& options) {
             if (std::find(chain.begin(), chain.end(), path) != chain.end())
               throw Error(from + ": include: " + path + " includes itself");
             if (!fs::exists(path)) throw Error(from + ": include: open " + path + ": no such file or directory");
-            json doc = yaml_to_json(read_text(path), path);
-            if (!doc.is_null() && !doc.is_object()) throw Error(path + ": top-level object must be a mapping");
-            doc = interpolate(doc, included_lookup, path, warn);
-            if (doc.is_null()) doc = json::object();
+            json doc = read_compose_file(path, included_lookup, warn);
             validate_compose(doc, path);
             json normalized = normalize_file(doc, path, directory, included_lookup, project.env_file_variables);
             Extender nested{included_lookup, warn, project.env_file_variables, {}};
@@ -753,10 +757,7 @@ Project load_project(const LoadOptions& options) {
       };
   for (const auto& file : files) {
     std::vector<YamlTag> tags;
-    json doc = yaml_to_json(read_text(file), file, &tags);
-    if (!doc.is_null() && !doc.is_object()) throw Error(file + ": top-level object must be a mapping");
-    doc = interpolate(doc, lookup, file, warn);
-    if (doc.is_null()) doc = json::object();
+    json doc = read_compose_file(file, lookup, warn, &tags);
     // !reset drops what earlier files set there (its own value does not matter); !override
     // replaces it instead of merging.
     std::set<KeyPath> overrides;
