@@ -3,6 +3,7 @@ import json
 import os
 import re
 import signal
+import time
 
 import pytest
 
@@ -173,7 +174,14 @@ def test_ps_lists_all_container_processes(runtime, bundle):
     cid = runtime.create_start(bundle)
     pids = runtime.wait_pids(cid, 3)
     assert len(pids) == 3
-    cmdlines = sorted(open(f"/proc/{p}/cmdline").read().replace("\0", " ").strip() for p in pids)
+    # A child seen between fork and exec still shows the shell's command line
+    # (or none while execve swaps its memory), so poll until both have exec'd.
+    deadline = time.monotonic() + 10
+    while True:
+        cmdlines = sorted(open(f"/proc/{p}/cmdline").read().replace("\0", " ").strip() for p in pids)
+        if ("sleep 1000" in cmdlines and "sleep 1001" in cmdlines) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert "sleep 1000" in cmdlines and "sleep 1001" in cmdlines
 
 
