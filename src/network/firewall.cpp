@@ -12,8 +12,10 @@
 #include "firewall.hpp"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <nftables/libnftables.h>
 
+#include <mutex>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -26,6 +28,49 @@ namespace berth::network {
 namespace {
 
 nft_ctx* nft(void* p) { return static_cast<nft_ctx*>(p); }
+
+// libnftables is loaded on first use rather than linked: it has no static archive on Debian, and
+// its five shared libraries (libnftnl, libmnl, libxtables, libjansson, libgmp) would be loaded by
+// every berth command, most of which never touch a rule (the light binary's start, ARCHITECTURE.md).
+struct NftLibrary {
+  decltype(&nft_ctx_new) ctx_new = nullptr;
+  decltype(&nft_ctx_free) ctx_free = nullptr;
+  decltype(&nft_ctx_buffer_output) buffer_output = nullptr;
+  decltype(&nft_ctx_buffer_error) buffer_error = nullptr;
+  decltype(&nft_run_cmd_from_buffer) run_cmd_from_buffer = nullptr;
+  decltype(&nft_ctx_get_output_buffer) get_output_buffer = nullptr;
+  decltype(&nft_ctx_get_error_buffer) get_error_buffer = nullptr;
+};
+
+template <typename F>
+void bind_symbol(void* handle, const char* name, F& out) {
+  out = reinterpret_cast<F>(dlsym(handle, name));
+  if (!out) throw Error(std::string("nftables: libnftables.so.1 has no ") + name);
+}
+
+const NftLibrary& nft_library() {
+  static NftLibrary lib;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // Never closed: contexts live until exit, and unloading buys nothing.
+    void* handle = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+      const char* why = dlerror();
+      throw Error(std::string("nftables: cannot load libnftables.so.1: ") + (why ? why : "unknown error") +
+                  " (install the libnftables1 package)");
+    }
+    NftLibrary loaded;
+    bind_symbol(handle, "nft_ctx_new", loaded.ctx_new);
+    bind_symbol(handle, "nft_ctx_free", loaded.ctx_free);
+    bind_symbol(handle, "nft_ctx_buffer_output", loaded.buffer_output);
+    bind_symbol(handle, "nft_ctx_buffer_error", loaded.buffer_error);
+    bind_symbol(handle, "nft_run_cmd_from_buffer", loaded.run_cmd_from_buffer);
+    bind_symbol(handle, "nft_ctx_get_output_buffer", loaded.get_output_buffer);
+    bind_symbol(handle, "nft_ctx_get_error_buffer", loaded.get_error_buffer);
+    lib = loaded;
+  });
+  return lib;
+}
 
 // nft's error buffer made one line: the "Error: ..." messages, without the quoted source line and
 // its ^^^ marks.
@@ -131,24 +176,26 @@ std::string names(const std::vector<PortElement>& elems) {
 
 Firewall::Firewall(std::string table) : table_(std::move(table)) {
   check_table_name(table_);
-  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  const NftLibrary& lib = nft_library();
+  nft_ctx* ctx = lib.ctx_new(NFT_CTX_DEFAULT);
   if (!ctx) throw Error("nftables: cannot create a context");
-  if (nft_ctx_buffer_output(ctx) != 0 || nft_ctx_buffer_error(ctx) != 0) {
-    nft_ctx_free(ctx);
+  if (lib.buffer_output(ctx) != 0 || lib.buffer_error(ctx) != 0) {
+    lib.ctx_free(ctx);
     throw Error("nftables: cannot buffer output");
   }
   ctx_ = ctx;
 }
 
 Firewall::~Firewall() {
-  if (ctx_) nft_ctx_free(nft(ctx_));
+  if (ctx_) nft_library().ctx_free(nft(ctx_));
 }
 
 bool Firewall::try_run(const std::string& commands, std::string& output, std::string& error) {
   std::lock_guard lock(mu_);
-  int rc = nft_run_cmd_from_buffer(nft(ctx_), commands.c_str());
-  const char* out = nft_ctx_get_output_buffer(nft(ctx_));
-  const char* err = nft_ctx_get_error_buffer(nft(ctx_));
+  const NftLibrary& lib = nft_library();
+  int rc = lib.run_cmd_from_buffer(nft(ctx_), commands.c_str());
+  const char* out = lib.get_output_buffer(nft(ctx_));
+  const char* err = lib.get_error_buffer(nft(ctx_));
   output = out ? out : "";
   if (rc == 0) return true;
   error = one_line(err ? err : "");
