@@ -227,24 +227,8 @@ int cmd_run(Context& ctx, const Invocation& inv) {
     }
     throw;
   }
-  if (auto_remove) {
-    // The shim's exit command (berth rm -v) removes it; like docker's CLI, wait for that, so the
-    // container is gone when run returns. Remove it here only if that does not happen.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    auto delay = std::chrono::milliseconds(1);
-    // The row goes last in a removal: once it is gone, so are the directories and mounts.
-    while (engine.exists(id)) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        try {
-          engine.remove(id, true, true);
-        } catch (const engine::NotFound&) {
-        }
-        break;
-      }
-      std::this_thread::sleep_for(delay);
-      if (delay < std::chrono::milliseconds(10)) delay *= 2;
-    }
-  }
+  // Like docker's CLI, the container is gone when run returns.
+  if (auto_remove) engine.remove_exited(id, true, std::chrono::seconds(10));
   return code;
 }
 

@@ -1,6 +1,7 @@
 #include "engine/engine.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -1425,6 +1426,27 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
         }
       }
   lock.remove_file();
+}
+
+void Engine::remove_exited(const std::string& id, bool volumes, std::chrono::milliseconds timeout) {
+  // The shim's pid from its status file; a pidfd taken while shim.lock is still held is the
+  // shim's own (a live process's pid cannot be reused), and it polls readable when the shim ends.
+  std::string sdir = state_dir(id);
+  json status = read_json_file(container_dir(id) + "/status.json");
+  int shim_pid = status.is_object() ? static_cast<int>(jint(status, "shim_pid")) : 0;
+  if (shim_pid > 0) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, shim_pid, 0)));
+    if (pidfd && shim_alive(sdir)) {
+      pollfd p{pidfd.get(), POLLIN, 0};
+      while (::poll(&p, 1, static_cast<int>(timeout.count())) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  try {
+    remove(id, true, volumes);
+  } catch (const NotFound&) {
+    // The exit command was first.
+  }
 }
 
 int Engine::wait(const std::string& ref) {

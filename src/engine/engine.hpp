@@ -122,6 +122,10 @@ class Engine {
   void resize(const std::string& id, int rows, int cols);
   void kill(const std::string& id, int signal);
   void remove(const std::string& id, bool force, bool volumes);
+  // run --rm, attached: the container has exited. Waits (up to timeout) for its shim to end and
+  // removes the container here, rather than waiting for the shim's exit command (`berth rm -v`)
+  // to start and do it; whichever of the two comes second finds it gone.
+  void remove_exited(const std::string& id, bool volumes, std::chrono::milliseconds timeout);
   // Blocks until the container is not running; returns its exit code.
   int wait(const std::string& id);
   void rename(const std::string& id, const std::string& new_name);

@@ -4,9 +4,9 @@
 
 namespace berth::engine {
 
-void ensure_schema(sql::Db& db) {
-  db.exec("PRAGMA synchronous=FULL");
-  db.exec(R"(
+namespace {
+
+const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS containers(
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,
@@ -86,10 +86,19 @@ CREATE TABLE IF NOT EXISTS events(
   actor_id TEXT NOT NULL,
   attributes TEXT NOT NULL DEFAULT '{}'
 );
-)");
-  // Roots made before manually_stopped existed get the column.
-  sql::Stmt has(db, "SELECT 1 FROM pragma_table_info('containers') WHERE name='manually_stopped'");
-  if (!has.step()) db.exec("ALTER TABLE containers ADD COLUMN manually_stopped INTEGER NOT NULL DEFAULT 0");
+-- reconcile()'s fast path: finding pending volume intents without scanning every volume.
+CREATE INDEX IF NOT EXISTS volumes_pending ON volumes(state) WHERE state != 'ready';
+)";
+
+}  // namespace
+
+void ensure_schema(sql::Db& db) {
+  db.exec("PRAGMA synchronous=FULL");
+  db.apply_schema("engine", kSchema, [&db] {
+    // Roots made before manually_stopped existed get the column.
+    sql::Stmt has(db, "SELECT 1 FROM pragma_table_info('containers') WHERE name='manually_stopped'");
+    if (!has.step()) db.exec("ALTER TABLE containers ADD COLUMN manually_stopped INTEGER NOT NULL DEFAULT 0");
+  });
 }
 
 }  // namespace berth::engine

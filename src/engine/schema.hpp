@@ -9,7 +9,8 @@ class Db;
 namespace berth::engine {
 
 // Creates the tables when missing and sets synchronous=FULL on this connection (the engine's
-// records must survive power loss, not just a crash). Idempotent and cheap.
+// records must survive power loss, not just a crash). Idempotent and cheap: the statements run only
+// when state.db does not record this version of them (sql::Db::apply_schema).
 //
 //   containers(id, name UNIQUE, image_id, image_name, created_ns, state, config, mounts, pid,
 //              exit_code, started_at, finished_at, restart_count, error, manually_stopped)

@@ -258,8 +258,6 @@ bool LabelFilter::matches(const std::map<std::string, std::string>& labels) cons
 
 VolumeStore::VolumeStore(sql::Db& db, std::string root) : db_(db), root_(std::move(root)) {
   ensure_schema(db_);
-  // reconcile()'s fast path: finding pending intents without scanning every volume.
-  db_.exec("CREATE INDEX IF NOT EXISTS volumes_pending ON volumes(state) WHERE state != 'ready'");
   mkdir_p(root_ + "/volumes", 0701);
   mkdir_p(root_ + "/locks", 0700);
 }

@@ -72,7 +72,7 @@ ImageStore::ImageStore(const std::string& root) : root_(root) {
   for (const char* sub : {"content/blobs/sha256", "content/ingest", "layers/.tmp", "locks"})
     mkdir_p(path_join(root_, sub), 0700);
   db_ = std::make_unique<sql::Db>(path_join(root_, "state.db"));
-  db_->exec(kSchema);
+  db_->apply_schema("images", kSchema);
 }
 
 ImageStore::~ImageStore() = default;

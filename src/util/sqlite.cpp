@@ -109,6 +109,34 @@ void Db::exec(std::string_view sql) {
   }
 }
 
+void Db::apply_schema(std::string_view module, std::string_view ddl, const std::function<void()>& migrate) {
+  if (schemas_applied_.contains(module)) return;
+  // FNV-1a of the text: any change to a module's statements applies them again.
+  uint64_t hash = 14695981039346656037ULL;
+  for (unsigned char ch : ddl) hash = (hash ^ ch) * 1099511628211ULL;
+  const auto stamp = static_cast<int64_t>(hash);
+  auto recorded = [&] {
+    // Roots made before berth_schema existed have no such table: prepare fails, and the schema
+    // is applied as on a new root.
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, "SELECT hash FROM berth_schema WHERE module=?", -1, &stmt, nullptr) != SQLITE_OK)
+      return false;
+    sqlite3_bind_text(stmt, 1, module.data(), static_cast<int>(module.size()), SQLITE_TRANSIENT);
+    bool same = sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_int64(stmt, 0) == stamp;
+    sqlite3_finalize(stmt);
+    return same;
+  };
+  if (!recorded()) {
+    Transaction tx(*this);
+    exec(ddl);
+    if (migrate) migrate();
+    exec("CREATE TABLE IF NOT EXISTS berth_schema(module TEXT PRIMARY KEY, hash INTEGER NOT NULL)");
+    Stmt(*this, "INSERT OR REPLACE INTO berth_schema(module, hash) VALUES(?, ?)").bind(1, module).bind(2, stamp).run();
+    tx.commit();
+  }
+  schemas_applied_.emplace(module);
+}
+
 int64_t Db::changes() const { return sqlite3_changes64(db_); }
 
 Stmt::Stmt(Db& db, std::string_view sql) : db_(db), sql_(sql) { stmt_ = db_.take_statement(sql_); }

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -52,6 +54,11 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   void exec(std::string_view sql);
+  // Brings module's tables up to ddl (idempotent CREATE ... IF NOT EXISTS statements) and runs
+  // migrate, in one transaction, only when the database does not record this exact ddl text for
+  // the module yet (table berth_schema): a command that opens the database then pays one
+  // indexed lookup instead of a lock cycle per statement. Once per module per connection.
+  void apply_schema(std::string_view module, std::string_view ddl, const std::function<void()>& migrate = {});
   int64_t changes() const;
   sqlite3* handle() const { return db_; }
   const std::string& path() const { return path_; }
@@ -67,6 +74,7 @@ class Db {
 
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::set<std::string, std::less<>> schemas_applied_;
   struct StatementCache;
   std::unique_ptr<StatementCache> cache_;
 };

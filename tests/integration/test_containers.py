@@ -313,6 +313,26 @@ def test_run_rm_keeps_the_exit_code(engine):
     assert engine.ok("ps", "-a", "-q") == ""
 
 
+def test_run_rm_removes_its_anonymous_volume_and_keeps_named_ones(engine):
+    engine.ok("volume", "create", "kept")
+    r = engine.run("run", "--rm", "-v", "/scratch", "-v", "kept:/data", "busybox", "sh", "-c",
+                   "echo x > /scratch/f; echo y > /data/f")
+    assert r.returncode == 0, r.stderr
+    assert engine.ok("ps", "-a", "-q") == ""
+    assert engine.ok("volume", "ls", "-q").split() == ["kept"]
+    assert engine.ok("run", "--rm", "-v", "kept:/data", "busybox", "cat", "/data/f") == "y\n"
+
+
+def test_run_rm_is_removed_when_the_client_is_killed(engine):
+    # The client normally removes the container itself; without it the shim's exit command does.
+    p = engine.popen("run", "--rm", "--name", "orphan", "busybox", "sh", "-c", "sleep 1")
+    poll(lambda: engine.run("inspect", "-f", "{{.State.Status}}", "orphan").stdout.strip() == "running",
+         "the container to run")
+    p.kill()
+    p.wait()
+    poll(lambda: engine.ok("ps", "-a", "-q") == "", "the --rm container to go without its client")
+
+
 def test_run_rm_detached_is_removed_when_it_stops(engine):
     run_detached(engine, "--rm", "--name", "tmp", "busybox", *LOOP)
     engine.ok("stop", "tmp")
