@@ -13,7 +13,16 @@
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <nftables/libnftables.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <mutex>
 #include <set>
@@ -22,6 +31,7 @@
 #include <vector>
 
 #include "util/error.hpp"
+#include "util/fd.hpp"
 #include "util/strings.hpp"
 
 namespace berth::network {
@@ -172,10 +182,69 @@ std::string names(const std::vector<PortElement>& elems) {
   return out;
 }
 
+int open_nfnetlink() {
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+  if (fd < 0) throw_errno("nftables: netlink socket");
+  return fd;
+}
+
+// NFT_MSG_GETTABLE for one table: the kernel answers the table or ENOENT. Hand-written (about
+// forty lines) because the library that builds such messages, libnftnl, has no static archive on
+// Debian and loading it, like libnftables, is what this check avoids.
+bool query_table(int fd, const std::string& table) {
+  static uint32_t seq_counter = 0;
+  const uint32_t seq = ++seq_counter;
+  alignas(nlmsghdr) char req[NLMSG_SPACE(sizeof(nfgenmsg)) + NLA_HDRLEN + NLA_ALIGN(64)] = {};
+  if (table.size() >= 64) throw Error("nftables: table name too long: " + table);
+  auto* nh = reinterpret_cast<nlmsghdr*>(req);
+  nh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+  nh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  nh->nlmsg_seq = seq;
+  auto* nfg = reinterpret_cast<nfgenmsg*>(NLMSG_DATA(nh));
+  nfg->nfgen_family = NFPROTO_IPV4;
+  nfg->version = NFNETLINK_V0;
+  auto* attr = reinterpret_cast<nlattr*>(req + NLMSG_SPACE(sizeof(nfgenmsg)));
+  attr->nla_type = NFTA_TABLE_NAME;
+  attr->nla_len = static_cast<uint16_t>(NLA_HDRLEN + table.size() + 1);
+  std::memcpy(reinterpret_cast<char*>(attr) + NLA_HDRLEN, table.c_str(), table.size() + 1);
+  nh->nlmsg_len = static_cast<uint32_t>(NLMSG_SPACE(sizeof(nfgenmsg)) + NLA_ALIGN(attr->nla_len));
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(fd, req, nh->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
+    throw_errno("nftables: netlink request for table " + table);
+  bool found = false;
+  alignas(nlmsghdr) char buf[8192];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("nftables: netlink answer for table " + table);
+    }
+    int len = static_cast<int>(n);
+    for (auto* m = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(m, len); m = NLMSG_NEXT(m, len)) {
+      if (m->nlmsg_seq != seq) continue;  // a late answer to an earlier request
+      if (m->nlmsg_type == NLMSG_ERROR) {
+        int error = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(m))->error;
+        if (error == 0 || error == ENOENT) return found;
+        errno = error;
+        throw_errno("nftables: get table " + table);
+      }
+      if ((m->nlmsg_type & 0xff) == NFT_MSG_NEWTABLE) found = true;
+    }
+  }
+}
+
 }  // namespace
+
+bool Firewall::table_exists(const std::string& table) {
+  check_table_name(table);
+  UniqueFd fd(open_nfnetlink());
+  return query_table(fd.get(), table);
+}
 
 Firewall::Firewall(std::string table) : table_(std::move(table)) {
   check_table_name(table_);
+  UniqueFd netlink(open_nfnetlink());
   const NftLibrary& lib = nft_library();
   nft_ctx* ctx = lib.ctx_new(NFT_CTX_DEFAULT);
   if (!ctx) throw Error("nftables: cannot create a context");
@@ -184,9 +253,11 @@ Firewall::Firewall(std::string table) : table_(std::move(table)) {
     throw Error("nftables: cannot buffer output");
   }
   ctx_ = ctx;
+  netlink_fd_ = netlink.release();
 }
 
 Firewall::~Firewall() {
+  if (netlink_fd_ >= 0) ::close(netlink_fd_);
   if (ctx_) nft_library().ctx_free(nft(ctx_));
 }
 
@@ -209,15 +280,8 @@ std::string Firewall::run(const std::string& what, const std::string& commands) 
 }
 
 bool Firewall::exists() {
-  std::string out = run("list tables", "list tables ip\n");
-  std::string want = "table ip " + table_;
-  std::string_view rest = out;
-  while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    if (trim(rest.substr(0, nl)) == want) return true;
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
-  }
-  return false;
+  std::lock_guard lock(mu_);
+  return query_table(netlink_fd_, table_);
 }
 
 void Firewall::ensure() {

@@ -43,6 +43,10 @@ class Firewall {
   bool exists();
   void delete_table();  // missing table is not an error
 
+  // Whether `ip <table>` exists in the calling thread's network namespace: one netlink request,
+  // without loading libnftables or building its cache (what a container start asks each time).
+  static bool table_exists(const std::string& table = "berth");
+
  private:
   // Runs one batch (one transaction). try_run returns false with nft's error text made one line.
   bool try_run(const std::string& commands, std::string& output, std::string& error);
@@ -50,6 +54,7 @@ class Firewall {
   std::string table_;
   std::mutex mu_;        // an nft_ctx is not thread safe
   void* ctx_ = nullptr;  // struct nft_ctx*
+  int netlink_fd_ = -1;  // NETLINK_NETFILTER, opened with the context (same namespace)
 };
 
 }  // namespace berth::network
