@@ -594,6 +594,35 @@ bool wait_exited(Engine& engine, const std::string& id, std::chrono::steady_cloc
   return true;
 }
 
+// Blocks until the container's shim has ended (recorded the exit and deleted the runtime's state)
+// or the deadline passed: on the shim's pidfd, taken while shim.lock is held so that it is the
+// shim's own (a live process's pid cannot be reused). Only for a shim that will not restart the
+// container (stop file written, or exited). Polls, as wait_exited, when there is no pid to wait on.
+bool wait_shim_gone(Engine& engine, const std::string& id, std::chrono::steady_clock::time_point deadline) {
+  json status = read_json_file(engine.container_dir(id) + "/status.json");
+  int shim_pid = status.is_object() ? static_cast<int>(jint(status, "shim_pid")) : 0;
+  UniqueFd pidfd(shim_pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, shim_pid, 0)) : -1);
+  if (!pidfd) {
+    if (!wait_exited(engine, id, deadline)) return false;
+    auto delay = std::chrono::milliseconds(1);
+    while (shim_alive(engine.state_dir(id))) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(delay);
+      if (delay < std::chrono::milliseconds(20)) delay *= 2;
+    }
+    return true;
+  }
+  if (!shim_alive(engine.state_dir(id))) return true;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{pidfd.get(), POLLIN, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1 << 30)));
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) throw_errno("poll the shim of container " + id);
+  }
+}
+
 }  // namespace
 
 Container Engine::get(const std::string& ref_in) {
@@ -1350,10 +1379,10 @@ void Engine::stop(const std::string& ref, std::optional<int> timeout) {
     signal_container(*this, c, sig);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s < 0 ? 3600 * 24 : wait_s);
-  if (!wait_exited(*this, c.id, deadline)) {
+  if (!wait_shim_gone(*this, c.id, deadline)) {
     c = get(c.id);
     signal_container(*this, c, SIGKILL);
-    wait_exited(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    wait_shim_gone(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
   }
   c = get(c.id);
   if (!c.running()) impl_->networks.teardown(c.id);
@@ -1385,7 +1414,7 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
     write_file(state_dir(c.id) + "/stop", "", O_CREAT | O_WRONLY | O_TRUNC);
     if (c.state == "paused") run_process({runtime_path(), "--root", runtime_root(), "resume", c.id});
     signal_container(*this, c, SIGKILL);
-    wait_exited(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    wait_shim_gone(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
     c = get(c.id);
   }
   sql::Stmt(impl_->db, "UPDATE containers SET state=? WHERE id=?")
@@ -1429,19 +1458,7 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
 }
 
 void Engine::remove_exited(const std::string& id, bool volumes, std::chrono::milliseconds timeout) {
-  // The shim's pid from its status file; a pidfd taken while shim.lock is still held is the
-  // shim's own (a live process's pid cannot be reused), and it polls readable when the shim ends.
-  std::string sdir = state_dir(id);
-  json status = read_json_file(container_dir(id) + "/status.json");
-  int shim_pid = status.is_object() ? static_cast<int>(jint(status, "shim_pid")) : 0;
-  if (shim_pid > 0) {
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, shim_pid, 0)));
-    if (pidfd && shim_alive(sdir)) {
-      pollfd p{pidfd.get(), POLLIN, 0};
-      while (::poll(&p, 1, static_cast<int>(timeout.count())) < 0 && errno == EINTR) {
-      }
-    }
-  }
+  wait_shim_gone(*this, id, std::chrono::steady_clock::now() + timeout);
   try {
     remove(id, true, volumes);
   } catch (const NotFound&) {
