@@ -340,13 +340,38 @@ void wait(Call& call) {
       if (condition == "removed" && (now->state == "exited" || now->state == "dead") && !now->config.is_null()) {
         // Wait for the removal (--rm); docker answers with the exit code.
         code = now->exit_code;
+        if (now->config["HostConfig"].value("AutoRemove", false)) {
+          // As the CLI's run --rm: remove it here once its shim has ended rather than wait for the
+          // shim's exit command to start and do it.
+          try {
+            call.engine().remove_exited(id, true, std::chrono::seconds(10));
+            call.release();
+            break;
+          } catch (const Error&) {
+            call.release();  // the exit command's removal, or a later one, is waited for below
+          }
+        }
       }
     }
     // The client hung up: stop waiting.
-    pollfd p{call.conn.fd(), 0, 0};
-    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR))) return;
-    std::this_thread::sleep_for(delay);
-    if (delay < std::chrono::milliseconds(100)) delay *= 2;
+    pollfd p[2] = {{call.conn.fd(), 0, 0}, {-1, POLLIN, 0}};
+    if (::poll(p, 1, 0) > 0 && (p[0].revents & (POLLHUP | POLLERR))) return;
+    // A running container: its shim's pidfd wakes us when it exits (a restart policy keeps the
+    // shim, so the wait is bounded and the state read again); otherwise poll.
+    UniqueFd shim;
+    if (now && now->running()) {
+      shim = call.engine().shim_pidfd(id);
+      call.release();
+    }
+    if (shim) {
+      p[1].fd = shim.get();
+      ::poll(p, 2, 100);
+      if (p[0].revents & (POLLHUP | POLLERR)) return;
+      delay = std::chrono::milliseconds(2);
+    } else {
+      std::this_thread::sleep_for(delay);
+      if (delay < std::chrono::milliseconds(50)) delay *= 2;
+    }
   }
   json body = {{"StatusCode", code}};
   body["Error"] = error.empty() ? json(nullptr) : json{{"Message", error}};

@@ -599,9 +599,7 @@ bool wait_exited(Engine& engine, const std::string& id, std::chrono::steady_cloc
 // shim's own (a live process's pid cannot be reused). Only for a shim that will not restart the
 // container (stop file written, or exited). Polls, as wait_exited, when there is no pid to wait on.
 bool wait_shim_gone(Engine& engine, const std::string& id, std::chrono::steady_clock::time_point deadline) {
-  json status = read_json_file(engine.container_dir(id) + "/status.json");
-  int shim_pid = status.is_object() ? static_cast<int>(jint(status, "shim_pid")) : 0;
-  UniqueFd pidfd(shim_pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, shim_pid, 0)) : -1);
+  UniqueFd pidfd = engine.shim_pidfd(id);
   if (!pidfd) {
     if (!wait_exited(engine, id, deadline)) return false;
     auto delay = std::chrono::milliseconds(1);
@@ -612,7 +610,6 @@ bool wait_shim_gone(Engine& engine, const std::string& id, std::chrono::steady_c
     }
     return true;
   }
-  if (!shim_alive(engine.state_dir(id))) return true;
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
@@ -1455,6 +1452,17 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
         }
       }
   lock.remove_file();
+}
+
+UniqueFd Engine::shim_pidfd(const std::string& id) {
+  json status = read_json_file(container_dir(id) + "/status.json");
+  int shim_pid = status.is_object() ? static_cast<int>(jint(status, "shim_pid")) : 0;
+  if (shim_pid <= 0) return UniqueFd();
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, shim_pid, 0)));
+  // Taken while shim.lock is held, the pid is the shim's own (a live process's pid cannot be
+  // reused); checked after, a recycled pid is not mistaken for it.
+  if (!pidfd || !shim_alive(state_dir(id))) return UniqueFd();
+  return pidfd;
 }
 
 void Engine::remove_exited(const std::string& id, bool volumes, std::chrono::milliseconds timeout) {

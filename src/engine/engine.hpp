@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.hpp"
+#include "util/fd.hpp"
 
 namespace berth::image {
 class ImageStore;
@@ -126,6 +127,9 @@ class Engine {
   // removes the container here, rather than waiting for the shim's exit command (`berth rm -v`)
   // to start and do it; whichever of the two comes second finds it gone.
   void remove_exited(const std::string& id, bool volumes, std::chrono::milliseconds timeout);
+  // A pidfd of the container's shim while it runs (readable once the shim has ended: the
+  // container exited, unless a restart policy keeps the shim), or an invalid fd.
+  UniqueFd shim_pidfd(const std::string& id);
   // Blocks until the container is not running; returns its exit code.
   int wait(const std::string& id);
   void rename(const std::string& id, const std::string& new_name);
