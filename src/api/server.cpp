@@ -22,6 +22,7 @@
 #include "engine/volumes.hpp"
 #include "image/store.hpp"
 #include "util/fd.hpp"
+#include "util/fd_limit.hpp"
 #include "util/fs.hpp"
 #include "util/log.hpp"
 
@@ -339,6 +340,7 @@ Listener listen_unix(const std::string& path) {
 }  // namespace
 
 int serve(const ServeOptions& in) {
+  raise_open_file_limit();  // a descriptor per client; what the engine starts gets the old limit
   ServeOptions options = in;
   if (options.hosts.empty()) options.hosts.push_back("unix:///run/berth/berth.sock");
   std::vector<Listener> listeners;

@@ -30,6 +30,7 @@
 #include "shim/protocol.hpp"
 #include "storage/overlay.hpp"
 #include "util/fault.hpp"
+#include "util/fd_limit.hpp"
 #include "util/fs.hpp"
 #include "util/sqlite.hpp"
 #include "util/strings.hpp"
@@ -1295,6 +1296,7 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork berth-shim");
   if (pid == 0) {
+    restore_open_file_limit();
     ::dup2(sync_w.get(), 3);
     int null = ::open("/dev/null", O_RDWR);
     ::dup2(null, 0);

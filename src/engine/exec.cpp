@@ -20,6 +20,7 @@
 #include "engine/engine.hpp"
 #include "engine/oci_spec.hpp"
 #include "util/fd.hpp"
+#include "util/fd_limit.hpp"
 #include "util/fs.hpp"
 
 namespace berth::engine {
@@ -218,6 +219,7 @@ int exec_in(Engine& engine, const Container& c, const ExecRequest& req) {
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork");
   if (pid == 0) {
+    restore_open_file_limit();
     // The caller's stdio for the runtime (and so the process, without a tty).
     if (req.out_fd != 1) ::dup2(req.out_fd, 1);
     if (req.err_fd != 2) ::dup2(req.err_fd, 2);

@@ -26,6 +26,7 @@
 #include "network/ipam.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/fd_limit.hpp"
 #include "util/fs.hpp"
 #include "util/sqlite.hpp"
 
@@ -264,6 +265,7 @@ void NetworkStore::ensure_dns(const Network& n) {
     // Detached from this command (new session, reparented to init by the double fork). The lock
     // and sockets go to fds 3, 4 and 5 (by way of fds above 5, as dup2 must not clobber a source).
     ::setsid();
+    restore_open_file_limit();
     if (::fork() != 0) ::_exit(0);
     int lock = ::fcntl(alive.get(), F_DUPFD, 10), udp = ::fcntl(sockets.udp.get(), F_DUPFD, 10),
         tcp = ::fcntl(sockets.tcp.get(), F_DUPFD, 10);

@@ -10,6 +10,7 @@
 
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/fd_limit.hpp"
 
 namespace berth::engine {
 
@@ -25,6 +26,7 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork " + argv[0]);
   if (pid == 0) {
+    restore_open_file_limit();
     int null = ::open("/dev/null", O_RDONLY);
     if (null >= 0) ::dup2(null, 0);
     ::dup2(out_w.get(), 1);

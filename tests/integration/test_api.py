@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
+import resource
 import select
 import socket
 import subprocess
@@ -345,9 +347,12 @@ def test_hostile_requests_keep_the_server_serving(api):
         s.sendall(b"GET /containers/talker/logs?stdout=1&follow=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         s.recv(100)
         s.close()
-    # Many connections at once.
+    # Many connections at once (the 1000; this process may need a higher soft fd limit).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
     socks = []
-    for _ in range(300):
+    for _ in range(1000):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(str(api.sock))
         socks.append(s)
@@ -364,7 +369,7 @@ def test_hostile_requests_keep_the_server_serving(api):
             data += chunk
         answered += data.startswith(b"HTTP/1.1 200") and data.endswith(b"OK")
         s.close()
-    assert answered == 300
+    assert answered == 1000
     api.docker_ok("rm", "-f", "talker")
     # Still serving, and no fds left behind once the connections are gone.
     assert api.json("GET", "/version")["ApiVersion"] == "1.41"
@@ -595,3 +600,41 @@ def test_push_pull_and_auto_pull_from_a_loopback_registry(api, tmp_path):
         reg.terminate()
         reg.wait(10)
         log.close()
+
+
+def test_a_low_fd_limit_is_raised_for_clients_not_for_containers(api):
+    # Started with a soft limit of 256 (and the usual hard one), the server still answers 1000
+    # clients at once; the containers it starts keep the 256 it was given, as the CLI's do.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard} is below 1200")
+    api.stop()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        api.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    socks = []
+    try:
+        for _ in range(1000):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(api.sock))
+            socks.append(s)
+        for s in socks:
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answered = 0
+        for s in socks:
+            s.settimeout(30)
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            answered += data.startswith(b"HTTP/1.1 200")
+    finally:
+        for s in socks:
+            s.close()
+    assert answered == 1000
+    limits = open(f"/proc/{api.pid}/limits").read()
+    assert re.search(rf"Max open files\s+{hard}\s+{hard}", limits), limits
+    assert api.docker_ok("run", "--rm", "busybox", "sh", "-c", "ulimit -n") == "256\n"
+    assert api.docker_ok("run", "-d", "--name", "lim", "busybox", "sleep", "100")
+    assert api.docker_ok("exec", "lim", "sh", "-c", "ulimit -n") == "256\n"
