@@ -322,6 +322,29 @@ def test_errors_have_dockers_status_and_words(api):
     assert before == after
 
 
+def pings_answered_at_once(api, count: int) -> int:
+    """Opens count connections, then sends a ping on each: how many got "200 OK"."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(api.sock))
+            socks.append(s)
+        for s in socks:
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answered = 0
+        for s in socks:
+            s.settimeout(30)
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            answered += data.startswith(b"HTTP/1.1 200") and data.endswith(b"OK")
+        return answered
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_hostile_requests_keep_the_server_serving(api):
     api.docker_ok("ps")  # the stores' database files are open from the first request on
     before = api.fd_count()
@@ -351,25 +374,7 @@ def test_hostile_requests_keep_the_server_serving(api):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1200 <= hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
-    socks = []
-    for _ in range(1000):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(str(api.sock))
-        socks.append(s)
-    for s in socks:
-        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    answered = 0
-    for s in socks:
-        s.settimeout(30)
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        answered += data.startswith(b"HTTP/1.1 200") and data.endswith(b"OK")
-        s.close()
-    assert answered == 1000
+    assert pings_answered_at_once(api, 1000) == 1000
     api.docker_ok("rm", "-f", "talker")
     # Still serving, and no fds left behind once the connections are gone.
     assert api.json("GET", "/version")["ApiVersion"] == "1.41"
@@ -614,25 +619,7 @@ def test_a_low_fd_limit_is_raised_for_clients_not_for_containers(api):
         api.start()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
-    socks = []
-    try:
-        for _ in range(1000):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(str(api.sock))
-            socks.append(s)
-        for s in socks:
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answered = 0
-        for s in socks:
-            s.settimeout(30)
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-            answered += data.startswith(b"HTTP/1.1 200")
-    finally:
-        for s in socks:
-            s.close()
-    assert answered == 1000
+    assert pings_answered_at_once(api, 1000) == 1000
     limits = open(f"/proc/{api.pid}/limits").read()
     assert re.search(rf"Max open files\s+{hard}\s+{hard}", limits), limits
     assert api.docker_ok("run", "--rm", "busybox", "sh", "-c", "ulimit -n") == "256\n"
