@@ -432,7 +432,7 @@ int cmd_ps(Context& ctx, const Invocation& inv) {
       if (v != "starting" && v != "healthy" && v != "unhealthy" && v != "none")
         throw UsageError("Unrecognised filter value for health: " + v);
   auto& engine = ctx.engine();
-  std::vector<engine::Container> list = engine.list();
+  std::vector<engine::Container> list = engine.list_summaries();
   bool trunc = !a.has("no-trunc");
   std::vector<json> rows;
   int64_t seen = 0;

@@ -212,6 +212,31 @@ Container row_to_container(sql::Stmt& s) {
   return c;
 }
 
+// For list_summaries(): the config column replaced by one JSON array of the parts a ps row reads
+// (one parse of the stored text inside SQLite; a malformed document gives NULL, as an empty one).
+const char* kSummaryColumns =
+    "id,name,image_id,image_name,created_ns,state,"
+    "CASE WHEN json_valid(config) THEN json_extract(config,'$.Config.Labels','$.Config.Healthcheck',"
+    "'$.Config.Shell','$.HostConfig.NetworkMode','$.BerthNetworks','$.Args') END,"
+    "mounts,pid,exit_code,started_at,finished_at,restart_count,error";
+
+Container row_to_summary(sql::Stmt& s) {
+  Container c = row_to_container(s);  // config parses to the small array, or {} when NULL
+  json parts = std::move(c.config);
+  c.config = json::object();
+  if (!parts.is_array() || parts.size() != 6) return c;
+  json inner = json::object();
+  if (!parts[0].is_null()) inner["Labels"] = std::move(parts[0]);
+  if (!parts[1].is_null()) inner["Healthcheck"] = std::move(parts[1]);
+  if (!parts[2].is_null()) inner["Shell"] = std::move(parts[2]);
+  c.config["Config"] = std::move(inner);
+  c.config["HostConfig"] = json::object();
+  if (!parts[3].is_null()) c.config["HostConfig"]["NetworkMode"] = std::move(parts[3]);
+  if (!parts[4].is_null()) c.config["BerthNetworks"] = std::move(parts[4]);
+  if (!parts[5].is_null()) c.config["Args"] = std::move(parts[5]);
+  return c;
+}
+
 }  // namespace
 
 int parse_signal_name(const std::string& text) {
@@ -661,13 +686,17 @@ bool Engine::exists(const std::string& id) {
   return s.step();
 }
 
-std::vector<Container> Engine::list() {
+std::vector<Container> Engine::list() { return list_rows(false); }
+
+std::vector<Container> Engine::list_summaries() { return list_rows(true); }
+
+std::vector<Container> Engine::list_rows(bool summaries) {
   std::vector<Container> out;
   {
-    sql::Stmt s(impl_->db, std::string("SELECT ") + kColumns +
+    sql::Stmt s(impl_->db, std::string("SELECT ") + (summaries ? kSummaryColumns : kColumns) +
                                " FROM containers WHERE state NOT IN ('creating','removing','removing-volumes') "
                                "ORDER BY created_ns DESC");
-    while (s.step()) out.push_back(row_to_container(s));
+    while (s.step()) out.push_back(summaries ? row_to_summary(s) : row_to_container(s));
   }
   bool any_running = false;
   for (const auto& c : out) any_running = any_running || c.running();

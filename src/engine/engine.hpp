@@ -107,6 +107,10 @@ class Engine {
   // Resolves a name, full ID or unique ID prefix; throws NotFound.
   Container get(const std::string& ref);
   std::vector<Container> list();
+  // As list(), but each config holds only what a `ps` row reads (Config.Labels, .Healthcheck,
+  // .Shell, HostConfig.NetworkMode, BerthNetworks, Args), extracted by SQLite: building every
+  // container's whole stored document was most of `ps -a` with many containers.
+  std::vector<Container> list_summaries();
   // Whether a row with this full ID exists in any state (also mid-create or mid-removal).
   bool exists(const std::string& id);
 
@@ -161,6 +165,8 @@ class Engine {
   sql::Db& db();
 
  private:
+  std::vector<Container> list_rows(bool summaries);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string root_;

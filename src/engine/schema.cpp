@@ -86,8 +86,11 @@ CREATE TABLE IF NOT EXISTS events(
   actor_id TEXT NOT NULL,
   attributes TEXT NOT NULL DEFAULT '{}'
 );
--- reconcile()'s fast path: finding pending volume intents without scanning every volume.
+-- reconcile()'s fast path, run by every command: finding pending intents without scanning every
+-- volume or container.
 CREATE INDEX IF NOT EXISTS volumes_pending ON volumes(state) WHERE state != 'ready';
+CREATE INDEX IF NOT EXISTS containers_pending ON containers(state)
+  WHERE state IN ('creating','removing','removing-volumes');
 )";
 
 }  // namespace
