@@ -470,7 +470,13 @@ class Reader {
       const auto live = stat_id(path_);
       if (!live) return true;  // between a rename and the new file, or removed: look again later
       if (!current) {
-        current = open_log(path_);
+        // Nothing was there when following began, so every file present now was written since:
+        // all are read, oldest first (a fast writer may have rotated before this look).
+        std::vector<LogFile> files = snapshot();
+        if (files.empty()) return true;
+        for (size_t i = 0; i + 1 < files.size(); ++i)
+          if (!read_available(files[i])) return false;
+        current = std::move(files.back());
         continue;
       }
       if (*live == current->id) return true;

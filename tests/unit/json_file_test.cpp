@@ -363,6 +363,37 @@ TEST_F(JsonFileTest, FollowAcrossRotationsWithFewFiles) {
   EXPECT_FALSE(fs::exists(path_ + ".4"));
 }
 
+TEST_F(JsonFileTest, FollowFromBeforeTheLogExistsReadsEveryFileWrittenSince) {
+  // The follower finds no log, then (held in its first stopped() call) misses the writer's first
+  // rotations: it must still start from the oldest file, not from the live one.
+  std::atomic<bool> stop{false}, holding{false}, written{false}, first{true};
+  std::vector<std::string> got;
+  logs::ReadOptions o;
+  o.follow = true;
+  std::thread reader([&] {
+    logs::read(
+        path_, o, [&](const logs::Entry& e) { got.push_back(e.log); },
+        [&] {
+          if (first.exchange(false)) {
+            holding = true;
+            while (!written) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+          return stop.load();
+        });
+  });
+  while (!holding) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  {
+    logs::JsonFileWriter w(path_, {.max_size = 2000, .max_files = 50});
+    for (int i = 0; i < 200; ++i) w.write("stdout", numbered(i), kT0 + i);
+  }
+  ASSERT_TRUE(fs::exists(path_ + ".3"));
+  written = true;
+  stop = true;
+  reader.join();
+  ASSERT_EQ(got.size(), 200u);
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(got[i], numbered(i)) << i;
+}
+
 TEST_F(JsonFileTest, FollowWithTailStartsAtTheEnd) {
   {
     logs::JsonFileWriter w(path_, {});
