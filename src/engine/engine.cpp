@@ -623,11 +623,10 @@ bool wait_exited(Engine& engine, const std::string& id, std::chrono::steady_cloc
 // Blocks until the container's shim has ended (recorded the exit and deleted the runtime's state)
 // or the deadline passed: on the shim's pidfd, taken while shim.lock is held so that it is the
 // shim's own (a live process's pid cannot be reused). Only for a shim that will not restart the
-// container (stop file written, or exited). Polls, as wait_exited, when there is no pid to wait on.
+// container (stop file written, or exited). Polls shim.lock when there is no pid to wait on.
 bool wait_shim_gone(Engine& engine, const std::string& id, std::chrono::steady_clock::time_point deadline) {
   UniqueFd pidfd = engine.shim_pidfd(id);
   if (!pidfd) {
-    if (!wait_exited(engine, id, deadline)) return false;
     auto delay = std::chrono::milliseconds(1);
     while (shim_alive(engine.state_dir(id))) {
       if (std::chrono::steady_clock::now() >= deadline) return false;
