@@ -455,8 +455,9 @@ void prepare_rootfs(const RootfsContext& ctx) {
   unsigned long prop = MS_SLAVE | MS_REC;
   if (spec.linux_ && !spec.linux_->rootfs_propagation.empty()) {
     prop = parse_propagation(spec.linux_->rootfs_propagation);
-    // pivot_root refuses a shared root: keep "/" a slave, the rootfs gets the asked propagation later.
-    if (prop & MS_SHARED) prop = MS_SLAVE | MS_REC;
+    // pivot_root refuses a shared root, and an unbindable "/" refuses the bind of the rootfs below:
+    // keep "/" a slave for now, the new root gets the asked propagation after pivot_root.
+    if (prop & (MS_SHARED | MS_UNBINDABLE)) prop = MS_SLAVE | MS_REC;
   }
   do_mount("", "/", nullptr, prop, "", "set propagation of /");
   do_mount(ctx.rootfs, ctx.rootfs, nullptr, MS_BIND | MS_REC, "", "bind rootfs " + ctx.rootfs + " on itself");
@@ -515,7 +516,7 @@ void finalize_rootfs(const Spec& spec) {
     }
     if (!spec.linux_->rootfs_propagation.empty()) {
       unsigned long prop = parse_propagation(spec.linux_->rootfs_propagation);
-      if (prop & MS_SHARED) do_mount("", "/", nullptr, prop, "", "set propagation of /");
+      if (prop & (MS_SHARED | MS_UNBINDABLE)) do_mount("", "/", nullptr, prop, "", "set propagation of /");
     }
   }
   if (spec.root_readonly)

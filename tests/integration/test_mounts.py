@@ -173,14 +173,18 @@ def test_plain_bind_excludes_submounts(runtime, bundle, host_dir_with_submount):
     assert r.stdout == "top\n"  # the tmpfs under sub/ is not carried along
 
 
-# (runc fails "unbindable": it can't bind-mount the rootfs below an unbindable parent.)
-@pytest.mark.parametrize("prop", ["slave", "private", "shared", "rslave", "rprivate", "rshared"])
+@pytest.mark.parametrize("prop", ["slave", "private", "shared", "rslave", "rprivate", "rshared", "unbindable",
+                                  "runbindable"])
 def test_rootfs_propagation_accepted(runtime, bundle, prop):
     bundle.linux["rootfsPropagation"] = prop
-    bundle.set_args("echo", "ok")
+    # The container's root mount: mount point (field 5) "/", then options and optional fields.
+    bundle.sh("echo ok; awk '$5 == \"/\"' /proc/self/mountinfo")
     r = runtime.run_container(bundle)
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "ok\n"
+    ok, root = r.stdout.split("\n", 1)
+    assert ok == "ok"
+    if "unbindable" in prop:  # set on the new root after pivot_root (the rootfs can't be bound below it)
+        assert "unbindable" in root.split(" - ")[0], root
 
 
 def test_mount_propagation_options(runtime, bundle, tmp_path):
