@@ -511,7 +511,11 @@ void v1_memory(const std::string& dir, const MemoryResources& m) {
     write_cg(dir, "memory.swappiness", u64s(*m.swappiness));
   }
   if (m.disable_oom_killer.value_or(false)) write_cg(dir, "memory.oom_control", "1");
-  // kernel and kernelTCP (memory.kmem.*) are deprecated and ignored, as in runc.
+  // kernel (memory.kmem.limit_in_bytes) is deprecated and ignored, as in runc. kernelTCP is still
+  // applied where the kernel has the file (runc does too on v1); without kmem accounting it is
+  // ignored the same way.
+  if (m.kernel_tcp && *m.kernel_tcp != 0 && file_exists(dir, "memory.kmem.tcp.limit_in_bytes"))
+    write_cg(dir, "memory.kmem.tcp.limit_in_bytes", i64s(*m.kernel_tcp));
 }
 
 void v1_cpu(const std::string& dir, const CpuResources& c) {

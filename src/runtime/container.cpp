@@ -312,6 +312,16 @@ std::string prepare_process(ProcessPlan& plan, const std::string& state_json) {
       log::warn(msg);
     }
   }
+  // No descriptor of the runtime survives into the container (CVE-2024-21626): every fd past
+  // stdio and the preserved ones is close-on-exec. Before the seccomp filter: a profile that
+  // predates close_range (ERRNO for what it does not list) would refuse it. Nothing below opens
+  // an fd that is not close-on-exec.
+  unsigned first = 3 + static_cast<unsigned>(plan.preserve_fds);
+  if (::syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) != 0) throw_errno("close_range");
+  for (int fd = 3; fd < static_cast<int>(first); ++fd) {
+    int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+  }
   // Without no_new_privs the filter needs CAP_SYS_ADMIN to load: do it while we still have it.
   if (!p.no_new_privileges) load_seccomp(plan, state_json);
   if (caps) {
@@ -333,14 +343,6 @@ std::string prepare_process(ProcessPlan& plan, const std::string& state_json) {
   char cwd_now[PATH_MAX];
   if (::getcwd(cwd_now, sizeof cwd_now) == nullptr || cwd_now[0] != '/')
     throw Error("cwd " + p.cwd + " is outside the container root");
-  // No descriptor of the runtime survives into the container (CVE-2024-21626):
-  // every fd past stdio and the preserved ones is close-on-exec.
-  unsigned first = 3 + static_cast<unsigned>(plan.preserve_fds);
-  if (::syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) != 0) throw_errno("close_range");
-  for (int fd = 3; fd < static_cast<int>(first); ++fd) {
-    int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0) ::fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-  }
   return exe;
 }
 

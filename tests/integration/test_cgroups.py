@@ -58,6 +58,16 @@ def test_memory_values_in_cgroup_files(runtime, bundle, need_v1):
     assert cgroup_file(pid, "memory", "memory.soft_limit_in_bytes") == str(32 * MiB)
 
 
+def test_kernel_tcp_limit_in_cgroup_file(runtime, bundle, need_v1):
+    # kernel (kmem) is ignored as runc does; kernelTCP is still written where v1 has the file.
+    bundle.linux["resources"]["memory"] = {"limit": 64 * MiB, "kernel": 32 * MiB, "kernelTCP": 48 * MiB}
+    bundle.set_args("sleep", "1000")
+    cid = runtime.create(bundle)
+    pid = runtime.state(cid)["pid"]
+    assert cgroup_file(pid, "memory", "memory.kmem.tcp.limit_in_bytes") == str(48 * MiB)
+    assert cgroup_file(pid, "memory", "memory.limit_in_bytes") == str(64 * MiB)
+
+
 def test_pids_limit(runtime, bundle, need_v1):
     bundle.linux["resources"]["pids"] = {"limit": 10}
     # The inner shell dies on its first failed fork; its sleeps stay, reparented to pid 1.

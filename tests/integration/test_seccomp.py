@@ -186,3 +186,20 @@ def test_docker_default_profile_argument_rules(runtime, bundle):
     r = runtime.run_container(bundle)
     assert r.stdout.splitlines() == ["l32=0", "l64=0", "mount=1", "Seccomp:\t2"]
     assert "mount: permission denied" in r.stderr  # busybox's wording for EPERM
+
+
+def test_profile_that_predates_close_range(runtime, bundle):
+    # An allow-list written before close_range existed (the runtime-tools generator's default is
+    # one): the runtime's own close-on-exec sweep must not run under it. No no_new_privileges, so
+    # the filter is loaded before the runtime drops privileges.
+    prof = docker_default_profile(bt.DEFAULT_CAPS)
+    for rule in prof["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n != "close_range"]
+    bundle.linux["seccomp"] = prof
+    bundle.process["noNewPrivileges"] = False
+    bundle.sh("echo ran; ls -l /proc/self/fd | grep -c -- '->'")
+    r = runtime.run_container(bundle)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ran"
+    assert int(lines[1]) <= 4, r.stdout  # stdio plus ls's own directory fd: nothing of the runtime's

@@ -659,7 +659,7 @@ TEST_F(CgroupV1Test, ApplyWritesV1Files) {
   r.memory->swappiness = 10;
   r.memory->disable_oom_killer = true;
   r.memory->kernel = 1 << 20;      // ignored
-  r.memory->kernel_tcp = 1 << 20;  // ignored
+  r.memory->kernel_tcp = 1 << 20;  // this tree has no memory.kmem.tcp file: ignored
   r.cpu = rt::CpuResources{};
   r.cpu->shares = 512;
   r.cpu->quota = 50000;
