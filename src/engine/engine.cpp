@@ -1263,6 +1263,7 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
                                    dir,
                                    "--runtime",
                                    runtime_path(),
+                                   "--builtin-runtime",
                                    "--runtime-root",
                                    runtime_root(),
                                    "--state-dir",

@@ -10,12 +10,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "util/error.hpp"
@@ -47,6 +47,19 @@ std::vector<std::string> split(std::string_view s, char sep) {
     if (pos == std::string_view::npos) return out;
     start = pos + 1;
   }
+}
+
+// The whitespace-separated words of s (what `stream >> word` reads; no iostreams here: the shim
+// links this file, and they would bring the locale machinery into its resident memory).
+std::vector<std::string> words(std::string_view s) {
+  std::vector<std::string> out;
+  constexpr std::string_view kSpace = " \t\n\r\f\v";
+  for (size_t b = s.find_first_not_of(kSpace); b != std::string_view::npos; b = s.find_first_not_of(kSpace, b)) {
+    size_t e = std::min(s.find_first_of(kSpace, b), s.size());
+    out.emplace_back(s.substr(b, e - b));
+    b = e;
+  }
+  return out;
 }
 
 std::string trim(std::string_view s) {
@@ -627,9 +640,8 @@ void v2_enable_controllers(const std::string& dir) {
   auto available = read_cg_if_exists(dir, "cgroup.controllers");
   if (!available) return;
   std::set<std::string> have, on;
-  std::istringstream a(*available), e(read_cg_if_exists(dir, "cgroup.subtree_control").value_or(""));
-  for (std::string w; a >> w;) have.insert(w);
-  for (std::string w; e >> w;) on.insert(w);
+  for (std::string& w : words(*available)) have.insert(std::move(w));
+  for (std::string& w : words(read_cg_if_exists(dir, "cgroup.subtree_control").value_or(""))) on.insert(std::move(w));
   std::string want;
   for (const char* c : kV2Controllers)
     if (have.count(c) && !on.count(c)) want += (want.empty() ? "+" : " +") + std::string(c);
@@ -686,10 +698,9 @@ void v2_memory(const std::string& dir, const MemoryResources& m) {
 void v2_cpu_max(const std::string& dir, const CpuResources& c) {
   std::string cur_quota = "max", cur_period = "100000";
   if (auto cur = read_cg_if_exists(dir, "cpu.max")) {
-    std::istringstream in(*cur);
-    std::string q, p;
-    if (in >> q) cur_quota = q;
-    if (in >> p) cur_period = p;
+    std::vector<std::string> qp = words(*cur);
+    if (qp.size() > 0) cur_quota = qp[0];
+    if (qp.size() > 1) cur_period = qp[1];
   }
   std::string quota = cur_quota;
   if (c.quota) quota = *c.quota > 0 ? i64s(*c.quota) : "max";
@@ -768,8 +779,12 @@ std::vector<pid_t> read_procs(const std::string& dir) {
   auto text = read_cg_if_exists(dir, "cgroup.procs");
   std::vector<pid_t> out;
   if (!text) return out;
-  std::istringstream in(*text);
-  for (long pid; in >> pid;) out.push_back(static_cast<pid_t>(pid));
+  for (const std::string& w : words(*text)) {
+    long pid = 0;
+    auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), pid);
+    if (ec != std::errc() || end != w.data() + w.size()) break;
+    out.push_back(static_cast<pid_t>(pid));
+  }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
@@ -778,8 +793,7 @@ std::vector<pid_t> read_procs(const std::string& dir) {
 bool v2_events_frozen(const std::string& dir) {
   auto events = read_cg_if_exists(dir, "cgroup.events");
   if (!events) return false;
-  std::istringstream in(*events);
-  for (std::string line; std::getline(in, line);)
+  for (const std::string& line : split(*events, '\n'))
     if (trim(line) == "frozen 1") return true;
   return false;
 }
@@ -816,8 +830,7 @@ void rmdir_cgroup(const std::string& dir) {
 
 CgroupLayout CgroupLayout::parse_mountinfo(const std::string& mountinfo) {
   CgroupLayout layout;
-  std::istringstream in(mountinfo);
-  for (std::string line; std::getline(in, line);) {
+  for (const std::string& line : split(mountinfo, '\n')) {
     // "<id> <parent> <maj:min> <root> <mount point> <opts> [optional…] - <fstype> <source> <super opts>"
     std::vector<std::string> fields = split(line, ' ');
     auto sep = std::find(fields.begin(), fields.end(), "-");

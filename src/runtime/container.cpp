@@ -36,6 +36,7 @@
 #include "runtime/cgroups.hpp"
 #include "runtime/console.hpp"
 #include "runtime/hooks.hpp"
+#include "runtime/lifecycle.hpp"
 #include "runtime/mounts.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/seccomp.hpp"
@@ -606,17 +607,6 @@ void wait_child(pid_t pid) {
   }
 }
 
-bool wait_exit(pid_t pid, int timeout_ms) {
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return errno == ESRCH;
-  UniqueFd owner(pidfd);
-  struct pollfd pfd = {pidfd, POLLIN, 0};
-  int n;
-  while ((n = ::poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR) {
-  }
-  return n > 0;
-}
-
 std::string user_name(uid_t uid) {
   auto entry = lookup_passwd_uid("/etc/passwd", uid);
   return entry ? entry->name : std::to_string(uid);
@@ -864,47 +854,6 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, bool own_termi
   return {state, std::move(spec), internal ? std::move(internal->ours) : UniqueFd()};
 }
 
-// Opens exec.fifo's read end and waits for init's byte: init then execs.
-void signal_start(const StateStore& store, const ContainerState& state) {
-  std::string fifo = store.fifo_path(state.id);
-  UniqueFd fd(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) throw_errno("open " + fifo);
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, state.pid, 0));
-  UniqueFd pidfd_owner(pidfd);
-  for (;;) {
-    struct pollfd fds[2] = {{fd.get(), POLLIN, 0}, {pidfd, POLLIN, 0}};
-    int n = ::poll(fds, pidfd >= 0 ? 2 : 1, 100);
-    if (n < 0 && errno != EINTR) throw_errno("wait for container " + state.id + " to start");
-    char byte;
-    ssize_t r = ::read(fd.get(), &byte, 1);
-    if (r == 1) break;
-    if (pidfd >= 0 && (fds[1].revents & POLLIN)) throw Error("container init of " + state.id + " exited before start");
-    if (!process_alive(state.pid, state.pid_start_time))
-      throw Error("container init of " + state.id + " exited before start");
-  }
-  ::unlink(fifo.c_str());
-  // Then EOF: init's write end closes at its execve (startContainer hooks ran before).
-  for (;;) {
-    struct pollfd pfd = {fd.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, 100) < 0 && errno != EINTR) break;
-    char byte;
-    ssize_t r = ::read(fd.get(), &byte, 1);
-    if (r == 0) break;
-    if (r < 0 && errno != EAGAIN && errno != EINTR) break;
-    if (!process_alive(state.pid, state.pid_start_time)) break;
-  }
-}
-
-void run_poststart(const ContainerState& state, const Spec& spec) {
-  if (spec.hooks.poststart.empty()) return;
-  std::string json = oci_state_json(state, Status::Running).dump();
-  try {
-    run_hooks(spec.hooks.poststart, json, "poststart", state.bundle);
-  } catch (const Error& e) {
-    log::warn(e.what());
-  }
-}
-
 int exit_code_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -970,41 +919,6 @@ int wait_for_exit_with_terminal(pid_t pid, int console_sock) {
   return exit_code_of(status);
 }
 
-// spec: the container's parsed config when the caller has it (else parsed from the state).
-void cleanup_stopped(const StateStore& store, const ContainerState& state, const Spec* spec = nullptr) {
-  if (!state.cgroup_path.empty()) {
-    Cgroup cg = state_cgroup(state);
-    try {
-      cg.thaw();
-    } catch (...) {
-    }
-    cg.destroy();
-  }
-  if (spec || state.config.is_object()) {
-    try {
-      std::optional<Spec> parsed;
-      if (!spec) spec = &parsed.emplace(parse_spec(state.config));
-      if (!spec->hooks.poststop.empty())
-        run_hooks(spec->hooks.poststop, oci_state_json(state, Status::Stopped).dump(), "poststop", state.bundle);
-    } catch (const Error& e) {
-      log::warn(e.what());
-    }
-  }
-  store.remove(state.id);
-}
-
-void kill_all(const ContainerState& state, int sig) {
-  if (state.cgroup_path.empty()) return;
-  Cgroup cg = state_cgroup(state);
-  for (pid_t p : cg.pids()) ::kill(p, sig);
-  if (sig == SIGKILL) {
-    try {
-      cg.thaw();  // frozen tasks can't die
-    } catch (...) {
-    }
-  }
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- public operations
@@ -1018,7 +932,7 @@ int run_container(const GlobalOptions& g, const CreateOptions& o, bool detach, b
   StateStore store(g.root);
   signal_start(store, created.state);
   log::debug("run " + o.id + ": started");
-  run_poststart(created.state, created.spec);
+  run_poststart(created.state, created.spec.hooks);
   if (detach) return 0;
   install_forwarding(created.state.pid);
   int code = wait_for_exit_with_terminal(created.state.pid, created.terminal.get());
@@ -1026,90 +940,13 @@ int run_container(const GlobalOptions& g, const CreateOptions& o, bool detach, b
   if (!keep) {
     try {
       kill_all(created.state, SIGKILL);
-      cleanup_stopped(store, created.state, &created.spec);
+      cleanup_stopped(store, created.state, &created.spec.hooks);
       log::debug("run " + o.id + ": cleaned up");
     } catch (const Error& e) {
       fprintf(stderr, "berth: %s\n", e.what());
     }
   }
   return code;
-}
-
-void start_container(const GlobalOptions& g, const std::string& id) {
-  StateStore store(g.root);
-  ContainerState state = store.load(id);
-  UniqueFd lock = store.lock(id);
-  Status st = current_status(store, state);
-  if (st == Status::Stopped) throw Error("cannot start a container that has stopped");
-  if (st != Status::Created) throw Error("cannot start an already running container");
-  signal_start(store, state);
-  run_poststart(state, parse_spec(state.config));
-}
-
-nlohmann::json container_state(const GlobalOptions& g, const std::string& id) {
-  StateStore store(g.root);
-  ContainerState state = store.load(id);
-  return oci_state_json(state, current_status(store, state));
-}
-
-void kill_container(const GlobalOptions& g, const std::string& id, int sig, bool all) {
-  StateStore store(g.root);
-  ContainerState state = store.load(id);
-  Status st = current_status(store, state);
-  if (all) {
-    kill_all(state, sig);
-    return;
-  }
-  if (st == Status::Stopped || st == Status::Creating) throw Error("container not running");
-  if (::kill(state.pid, sig) != 0) throw_errno("kill container " + id);
-}
-
-void delete_container(const GlobalOptions& g, const std::string& id, bool force) {
-  StateStore store(g.root);
-  ContainerState state;
-  try {
-    state = store.load(id);
-  } catch (const Error& e) {
-    if (force && e.errnum() == ENOENT) return;
-    throw;
-  }
-  Status st = current_status(store, state);
-  if ((st == Status::Running || st == Status::Paused) && !force)
-    throw Error("cannot delete container " + id + " that is not stopped: " + status_name(st));
-  if (st == Status::Creating) {
-    // Either a create is still running (it holds the lock), or one was killed
-    // midway: then finish its rollback from the recorded intent.
-    UniqueFd lock = store.try_lock(id);
-    if (!lock) throw Error("container " + id + " is being created; try again when create has finished");
-    kill_all(state, SIGKILL);
-    if (state.pid > 0 && process_alive(state.pid, state.pid_start_time)) {
-      ::kill(state.pid, SIGKILL);
-      wait_exit(state.pid, 10000);
-    }
-    if (!state.cgroup_path.empty()) state_cgroup(state).destroy();
-    store.remove(id);
-    return;
-  }
-  if (st != Status::Stopped) {
-    kill_all(state, SIGKILL);
-    if (state.pid > 0 && process_alive(state.pid, state.pid_start_time)) ::kill(state.pid, SIGKILL);
-    if (state.pid > 0 && !wait_exit(state.pid, 10000)) throw Error("container " + id + " did not exit after SIGKILL");
-  }
-  cleanup_stopped(store, state);
-}
-
-nlohmann::json list_containers(const GlobalOptions& g) {
-  StateStore store(g.root);
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& id : store.list()) {
-    try {
-      ContainerState s = store.load(id);
-      out.push_back(oci_state_json(s, current_status(store, s)));
-    } catch (const Error&) {
-      // A directory that is not a container (or vanished meanwhile).
-    }
-  }
-  return out;
 }
 
 std::vector<pid_t> container_pids(const GlobalOptions& g, const std::string& id) {

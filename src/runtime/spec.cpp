@@ -503,6 +503,12 @@ Spec parse_spec(const nlohmann::json& doc) {
   return s;
 }
 
+Hooks parse_spec_hooks(const nlohmann::json& doc) {
+  Field f(doc, "");
+  if (!doc.is_object()) throw Error("config.json: must be a JSON object");
+  return f.has("hooks") ? parse_hooks(f.at("hooks")) : Hooks{};
+}
+
 Spec parse_spec(const std::string& text) {
   nlohmann::json doc;
   try {

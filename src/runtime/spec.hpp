@@ -203,6 +203,10 @@ struct Spec {
 Spec parse_spec(const std::string& text);
 Spec parse_spec(const nlohmann::json& doc);
 
+// The hooks of a config.json document alone: what start and delete need of a created container's
+// config, without the rest of the spec (and the code that parses it) in the shim.
+Hooks parse_spec_hooks(const nlohmann::json& doc);
+
 // The process object alone (used by `exec --process`).
 Process parse_process(const nlohmann::json& doc, const std::string& where = "process");
 

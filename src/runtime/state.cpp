@@ -10,12 +10,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 
 #include "runtime/cgroups.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/time_text.hpp"
 
 namespace berth::runtime {
 
@@ -105,8 +107,13 @@ ContainerState StateStore::load(const std::string& id) const {
       }
     }
     if (auto pid = read_file_if_exists(path_join(dir(id), "init.pid"))) {
+      // "<pid> <start time>" (parsed without sscanf: the shim links this file and counts its bytes).
       unsigned long long p = 0, start = 0;
-      if (std::sscanf(pid->c_str(), "%llu %llu", &p, &start) == 2) {
+      const char* end = pid->data() + pid->size();
+      auto [mid, ec1] = std::from_chars(pid->data(), end, p);
+      while (mid < end && *mid == ' ') ++mid;
+      auto [last, ec2] = std::from_chars(mid, end, start);
+      if (ec1 == std::errc() && ec2 == std::errc() && last > mid) {
         s.pid = static_cast<pid_t>(p);
         s.pid_start_time = start;
       }
@@ -249,13 +256,7 @@ nlohmann::json oci_state_json(const ContainerState& state, Status status) {
 std::string rfc3339_now() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[96];
-  snprintf(out, sizeof out, "%s.%09ldZ", buf, ts.tv_nsec);
-  return out;
+  return rfc3339_utc(int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec, Fraction::Nine);
 }
 
 }  // namespace berth::runtime

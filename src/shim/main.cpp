@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "logs/json_file.hpp"
+#include "runtime/runtime.hpp"
 #include "shim/log_pump.hpp"
 #include "shim/protocol.hpp"
 #include "shim/wire.hpp"
@@ -98,6 +99,10 @@ struct Options {
   std::string log_path;
   logs::Limits log_limits{-1, 1};  // docker's json-file default: no rotation
   bool tty = false, open_stdin = false, stdin_once = false, wait_attach = false;
+  // --runtime is berth's own: start and delete run the linked-in runtime library in a forked
+  // child, not two more execs of it on every container's start and exit path. create still
+  // execs it (the container's init is a fork of it, sealed against CVE-2019-5736).
+  bool builtin_runtime = false;
   RestartPolicy restart;
   std::string exit_command;
   std::vector<std::string> exit_args;
@@ -134,7 +139,8 @@ Options parse_args(int argc, char** argv) {
   static constexpr BoolFlag kBools[] = {{"--tty", &Options::tty},
                                         {"--stdin", &Options::open_stdin},
                                         {"--stdin-once", &Options::stdin_once},
-                                        {"--wait-attach", &Options::wait_attach}};
+                                        {"--wait-attach", &Options::wait_attach},
+                                        {"--builtin-runtime", &Options::builtin_runtime}};
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     auto value = [&]() -> std::string {
@@ -288,6 +294,9 @@ class Shim {
   pid_t spawn(std::vector<std::string> args, int in, int out, int err);
   int wait_capturing(pid_t pid, int capture_fd, std::string& captured);
   Outcome run_runtime(std::initializer_list<std::string> args);
+  Outcome runtime_outcome(const std::string& name, pid_t pid, int err_fd);
+  template <class Op>
+  Outcome run_builtin(const char* name, Op op);
   Outcome create();
   Outcome start();
   void runtime_delete();
@@ -480,16 +489,21 @@ Shim::Outcome Shim::run_runtime(std::initializer_list<std::string> args) {
   UniqueFd r(p[0]), w(p[1]);
   pid_t pid = spawn(runtime_args(args), -1, -1, w.get());
   w.reset();
+  return runtime_outcome(*args.begin(), pid, r.get());
+}
+
+// Waits for the runtime command `name` (pid, its stderr on err_fd) and reads its outcome.
+Shim::Outcome Shim::runtime_outcome(const std::string& name, pid_t pid, int err_fd) {
   std::string captured;
-  int status = wait_capturing(pid, r.get(), captured);
+  int status = wait_capturing(pid, err_fd, captured);
   Outcome out;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    if (!captured.empty()) diag("runtime " + *args.begin() + ": " + runtime_error_line(captured));
+    if (!captured.empty()) diag("runtime " + name + ": " + runtime_error_line(captured));
     return out;
   }
   out.ok = false;
   out.error = runtime_error_line(captured);
-  if (out.error.empty()) out.error = "runtime " + *args.begin() + " failed with status " + std::to_string(status);
+  if (out.error.empty()) out.error = "runtime " + name + " failed with status " + std::to_string(status);
   out.exit_code = exit_code_for_runtime_error(out.error);
   return out;
 }
@@ -574,8 +588,38 @@ Shim::Outcome Shim::create() {
   return out;
 }
 
+// A runtime operation done by the linked-in runtime library, in a forked child: no exec, no
+// start-up of a second binary, and the shim's own resident memory does not grow by the pages
+// the runtime code touches. glibc's fork leaves malloc usable in the child although the log
+// thread may hold its lock; the child reports like the runtime CLI, on stderr.
+template <class Op>
+Shim::Outcome Shim::run_builtin(const char* name, Op op) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe");
+  UniqueFd r(p[0]), w(p[1]);
+  runtime::GlobalOptions g{.root = o_.runtime_root};
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno(std::string("fork for runtime ") + name);
+  if (pid == 0) {
+    reset_signals_in_child();
+    if (::dup2(w.get(), 2) < 0) _exit(125);
+    try {
+      op(g);
+      _exit(0);
+    } catch (const std::exception& e) {
+      std::string line = std::string("berth: ") + e.what() + "\n";
+      (void)!::write(2, line.data(), line.size());
+    }
+    _exit(1);
+  }
+  w.reset();
+  return runtime_outcome(name, pid, r.get());
+}
+
 Shim::Outcome Shim::start() {
-  Outcome out = run_runtime({"start", o_.id});
+  Outcome out = o_.builtin_runtime
+                    ? run_builtin("start", [&](const runtime::GlobalOptions& g) { runtime::start_container(g, o_.id); })
+                    : run_runtime({"start", o_.id});
   if (out.ok) {
     started_ns_ = now_ns();
     started_mono_ = mono_ms();
@@ -592,7 +636,10 @@ Shim::Outcome Shim::start() {
 }
 
 void Shim::runtime_delete() {
-  Outcome out = run_runtime({"delete", "--force", o_.id});
+  Outcome out =
+      o_.builtin_runtime
+          ? run_builtin("delete", [&](const runtime::GlobalOptions& g) { runtime::delete_container(g, o_.id, true); })
+          : run_runtime({"delete", "--force", o_.id});
   if (!out.ok) diag("runtime delete: " + out.error);
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "shim/protocol.hpp"
+#include "util/time_text.hpp"
 
 namespace berth::shim {
 
@@ -178,23 +179,7 @@ inline int64_t json_uint(std::string_view json, std::string_view key) {
 // it is zero. time_ns <= 0 is Go's zero time, which docker shows for "not yet".
 inline std::string rfc3339_nano(int64_t time_ns) {
   if (time_ns <= 0) return "0001-01-01T00:00:00Z";
-  time_t secs = static_cast<time_t>(time_ns / 1000000000);
-  long nanos = static_cast<long>(time_ns % 1000000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                        tm.tm_hour, tm.tm_min, tm.tm_sec);
-  std::string out(buf, static_cast<size_t>(n));
-  if (nanos != 0) {
-    char frac[16];
-    std::snprintf(frac, sizeof frac, ".%09ld", nanos);
-    size_t len = std::strlen(frac);
-    while (frac[len - 1] == '0') --len;
-    out.append(frac, len);
-  }
-  out += 'Z';
-  return out;
+  return rfc3339_utc(time_ns, Fraction::Trimmed);
 }
 
 inline bool contains_nocase(std::string_view hay, std::string_view needle) {

@@ -6,6 +6,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "util/time_text.hpp"
+
 namespace berth::log {
 namespace {
 
@@ -24,13 +26,7 @@ State& state() {
 std::string timestamp() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[96];
-  snprintf(out, sizeof out, "%s.%09ldZ", buf, ts.tv_nsec);
-  return out;
+  return rfc3339_utc(int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec, Fraction::Nine);
 }
 
 void emit(std::string_view level, std::string_view msg) {
