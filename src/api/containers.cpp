@@ -304,6 +304,12 @@ void wait(Call& call) {
     throw HttpError(400, "invalid condition: \"" + condition + "\"");
   Container c = call.engine().get(call.params[0]);
   std::string id = c.id;
+  // docker's client waits for removal of a --rm container: this call removes it (below), so the
+  // shim's exit command need not (it still runs if this call ends without removing it).
+  UniqueFd removal_claim;
+  const json host_config = c.config.is_object() ? c.config.value("HostConfig", json::object()) : json::object();
+  if (condition == "removed" && host_config.is_object() && host_config.value("AutoRemove", false))
+    removal_claim = call.engine().claim_removal(id);
   std::string first_finish = c.finished_at;
   int first_restarts = c.restart_count;
   bool seen_running = c.running();

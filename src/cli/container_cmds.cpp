@@ -211,6 +211,8 @@ int cmd_run(Context& ctx, const Invocation& inv) {
     return 0;
   }
   int code;
+  // Removed here when it exits (below): the shim's exit command then has nothing to do.
+  UniqueFd removal_claim = auto_remove ? engine.claim_removal(id) : UniqueFd();
   try {
     engine.start(id, {.wait_attach = true});
     engine::AttachIo io;

@@ -1292,7 +1292,8 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   if (restart != "no") args.insert(args.end(), {"--restart", restart});
   if (host_config.value("AutoRemove", false))
     args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
-                             "rm", "--exit-arg", "-v", "--exit-arg", c.id});
+                             "rm", "--exit-arg", "-v", "--exit-arg", c.id, "--removal-claim",
+                             dir + "/" + shim::kRemovalClaimFile});
   else if (networked)
     args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
                              "network", "--exit-arg", "cleanup", "--exit-arg", c.id});
@@ -1483,6 +1484,13 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
         }
       }
   lock.remove_file();
+}
+
+UniqueFd Engine::claim_removal(const std::string& id) {
+  std::string path = container_dir(id) + "/" + shim::kRemovalClaimFile;
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return UniqueFd();
+  return fd;
 }
 
 UniqueFd Engine::shim_pidfd(const std::string& id) {

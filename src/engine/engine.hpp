@@ -131,6 +131,12 @@ class Engine {
   // removes the container here, rather than waiting for the shim's exit command (`berth rm -v`)
   // to start and do it; whichever of the two comes second finds it gone.
   void remove_exited(const std::string& id, bool volumes, std::chrono::milliseconds timeout);
+  // Tells the container's shim that this process will remove the container when it exits
+  // (run --rm attached, the API's wait for removal): while the returned fd is open, the shim's
+  // exit command waits, and it is skipped if the container is gone once the fd closes — a
+  // client killed before removing releases it and the exit command runs. Invalid fd when
+  // another process holds the claim.
+  UniqueFd claim_removal(const std::string& id);
   // A pidfd of the container's shim while it runs (readable once the shim has ended: the
   // container exited, unless a restart policy keeps the shim), or an invalid fd.
   UniqueFd shim_pidfd(const std::string& id);

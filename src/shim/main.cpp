@@ -106,6 +106,7 @@ struct Options {
   RestartPolicy restart;
   std::string exit_command;
   std::vector<std::string> exit_args;
+  std::string removal_claim;  // protocol.hpp, "Exit command"
   // Health check (--health-process): the process file for `RUNTIME exec --process`.
   std::string health_process;
   int64_t health_interval_ns = 30000000000, health_timeout_ns = 30000000000, health_start_period_ns = 0,
@@ -134,6 +135,7 @@ Options parse_args(int argc, char** argv) {
                                             {"--status-file", &Options::status_file},
                                             {"--log-path", &Options::log_path},
                                             {"--exit-command", &Options::exit_command},
+                                            {"--removal-claim", &Options::removal_claim},
                                             {"--health-process", &Options::health_process}};
   using BoolFlag = std::pair<std::string_view, bool Options::*>;
   static constexpr BoolFlag kBools[] = {{"--tty", &Options::tty},
@@ -186,11 +188,13 @@ Options parse_args(int argc, char** argv) {
     }
   }
   for (const auto& [name, member] : kStrings)
-    if ((o.*member).empty() && name != "--log-path" && name != "--exit-command" && name != "--health-process")
+    if ((o.*member).empty() && name != "--log-path" && name != "--exit-command" && name != "--health-process" &&
+        name != "--removal-claim")
       throw Error("missing required flag " + std::string(name));
   if (o.sync_fd == -1) throw Error("missing required flag --sync-fd");
   if (o.sync_fd < 3) throw Error("--sync-fd must be a descriptor >= 3 (0-2 become /dev/null and shim.log)");
   if (!o.exit_args.empty() && o.exit_command.empty()) throw Error("--exit-arg without --exit-command");
+  if (!o.removal_claim.empty() && o.exit_command.empty()) throw Error("--removal-claim without --exit-command");
   if (o.health_interval_ns <= 0 || o.health_timeout_ns <= 0 || o.health_start_interval_ns <= 0)
     throw Error("--health-interval, --health-timeout and --health-start-interval must be positive");
   if (o.health_retries < 1) o.health_retries = 1;
@@ -1268,12 +1272,17 @@ void Shim::flush_clients() {
 }
 
 // Runs --exit-command once the shim is gone: the child waits for EOF on a pipe only the shim holds,
-// so shim.lock is free (the engine sees a dead shim) when, say, `berth rm` runs.
+// so shim.lock is free (the engine sees a dead shim) when, say, `berth rm` runs. With
+// --removal-claim it then defers to a client that claimed the removal (protocol.hpp).
 void Shim::spawn_exit_command() {
   if (o_.exit_command.empty()) return;
   std::vector<std::string> args = {o_.exit_command};
   args.insert(args.end(), o_.exit_args.begin(), o_.exit_args.end());
   std::vector<char*> argv = c_argv(args);
+  // Opened now: once the shim is gone the container's directory may go with the container.
+  UniqueFd claim;
+  if (!o_.removal_claim.empty())
+    claim = UniqueFd(::open(o_.removal_claim.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) {
     diag(errno_message("pipe for the exit command", errno));
@@ -1288,13 +1297,27 @@ void Shim::spawn_exit_command() {
   }
   if (pid == 0) {
     ::close(p[1]);
-    // Our copies of shim.lock and the rest must not outlive the shim.
-    if (p[0] > 3) ::syscall(SYS_close_range, 3, p[0] - 1, 0);
-    ::syscall(SYS_close_range, p[0] + 1, ~0U, 0);
+    // Our copies of shim.lock and the rest must not outlive the shim: keep the pipe's read end
+    // (as fd 3) and the claim (as fd 4), by way of fds above both.
+    int pipe_high = ::fcntl(p[0], F_DUPFD, 5);
+    int claim_high = claim ? ::fcntl(claim.get(), F_DUPFD, 5) : -1;
+    if (pipe_high < 0 || (claim && claim_high < 0) || ::dup2(pipe_high, 3) < 0 ||
+        (claim_high >= 0 && ::dup2(claim_high, 4) < 0))
+      _exit(127);
+    bool claimed = claim_high >= 0;
+    ::syscall(SYS_close_range, claimed ? 5 : 4, ~0U, 0);
     char byte;
-    while (::read(p[0], &byte, 1) < 0 && errno == EINTR) {
+    while (::read(3, &byte, 1) < 0 && errno == EINTR) {
     }
-    ::close(p[0]);
+    ::close(3);
+    if (claimed) {
+      // A claimer holds the exclusive lock until it has removed the container (or given up).
+      while (::flock(4, LOCK_SH) != 0 && errno == EINTR) {
+      }
+      struct stat st;
+      if (::fstat(4, &st) == 0 && st.st_nlink == 0) _exit(0);
+      ::close(4);
+    }
     ::setsid();
     reset_signals_in_child();
     int null = ::open("/dev/null", O_RDWR);

@@ -7,8 +7,11 @@
 //              [--log-path FILE --log-max-size BYTES --log-max-file N]
 //              [--tty] [--stdin] [--stdin-once] [--wait-attach]
 //              [--restart no|always|unless-stopped|on-failure[:N]]
-//              [--exit-command PATH [--exit-arg ARG]...]
+//              [--exit-command PATH [--exit-arg ARG]... [--removal-claim FILE]]
 //              [--health-process FILE --health-interval NS …] (see "Health checks" below)
+//              [--builtin-runtime]
+// (--builtin-runtime: RUNTIME is berth's own; start and delete run its library in a forked
+// child instead of exec'ing `RUNTIME start` / `RUNTIME delete`.)
 // with fd N the write end of a pipe. The shim detaches (setsid, forks: the process the engine
 // started exits at once, so waitpid on it returns quickly), becomes PR_SET_CHILD_SUBREAPER, takes
 // an exclusive flock on <state-dir>/shim.lock for its whole life, creates <state-dir>/attach.sock,
@@ -23,6 +26,12 @@
 // "created":true, and a failing `start` is reported to that client as an exit frame.
 //
 // Liveness: the shim is alive exactly while shim.lock is locked (flock LOCK_SH|LOCK_NB fails).
+//
+// Exit command. Once the shim has ended, its exit command runs (detached). With
+// --removal-claim FILE (kRemovalClaimFile in the container's directory) it first waits for a
+// shared flock on FILE, opened before the shim ended: a client that holds FILE's exclusive lock
+// has said it removes the container itself. If FILE was removed with the container by then, the
+// exit command is skipped; otherwise (no claimer, or one that died or gave up) it runs.
 //
 // Status. The shim rewrites status-file atomically (write a temp file in the same directory,
 // fsync, rename) on every transition, as one JSON object:
@@ -96,6 +105,9 @@
 #include <cstdint>
 
 namespace berth::shim {
+
+// In the container's directory: see "Exit command" above.
+inline constexpr const char* kRemovalClaimFile = "removal.claim";
 
 // Shim → client.
 inline constexpr uint8_t kStdout = 1;

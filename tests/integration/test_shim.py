@@ -598,6 +598,58 @@ def test_exit_command_runs_after_the_final_exit(shims, bundle, tmp_path):
         assert lock == "free"
 
 
+def holders_of(path: Path) -> list[int]:
+    """Pids of processes with an open fd on path (also once it is unlinked)."""
+    pids = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        if any(l == str(path) or l == f"{path} (deleted)" for l in links):
+            pids.append(int(fd_dir.parent.name))
+    return pids
+
+
+def wait_pid_gone(pid: int, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        assert time.monotonic() < deadline, f"process {pid} still there"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("claimer_removes", [True, False])
+def test_exit_command_defers_to_a_removal_claim(shims, bundle, tmp_path, claimer_removes):
+    # protocol.hpp "Exit command": while a client holds the claim file's exclusive lock the exit
+    # command waits; if the file is gone when the lock is released, it is skipped, else it runs.
+    marker = tmp_path / "exit-command.out"
+    claim = tmp_path / "removal.claim"
+    bundle.sh("exit 0")
+    run = shims.new(bundle)
+    with open(claim, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        shims.start(bundle, "--exit-command", "/bin/sh", "--exit-arg", "-c", "--exit-arg", f"echo ran > {marker}",
+                    "--removal-claim", str(claim), run=run)
+        run.wait_gone()
+        deadline = time.monotonic() + 30
+        while not (waiting := [p for p in holders_of(claim) if p != os.getpid()]):
+            assert time.monotonic() < deadline, "no exit command waiting on the claim"
+            time.sleep(0.02)
+        assert not marker.exists()  # it waits while the claim is held
+        if claimer_removes:
+            claim.unlink()
+    for pid in waiting:
+        wait_pid_gone(pid)
+    if claimer_removes:
+        assert not marker.exists()
+    else:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the exit command did not run after the claim was released"
+            time.sleep(0.02)
+        assert marker.read_text() == "ran\n"
+
+
 def test_killing_the_launching_process_leaves_the_container_running(shims, bundle, tmp_path):
     bundle.set_args("sleep", "1000")
     run = shims.new(bundle)
