@@ -1291,9 +1291,9 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   std::string restart = restart_policy_arg(host_config);
   if (restart != "no") args.insert(args.end(), {"--restart", restart});
   if (host_config.value("AutoRemove", false))
-    args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
-                             "rm", "--exit-arg", "-v", "--exit-arg", c.id, "--removal-claim",
-                             dir + "/" + shim::kRemovalClaimFile});
+    args.insert(args.end(),
+                {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg", "rm",
+                 "--exit-arg", "-v", "--exit-arg", c.id, "--removal-claim", dir + "/" + shim::kRemovalClaimFile});
   else if (networked)
     args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
                              "network", "--exit-arg", "cleanup", "--exit-arg", c.id});

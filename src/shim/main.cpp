@@ -1281,8 +1281,7 @@ void Shim::spawn_exit_command() {
   std::vector<char*> argv = c_argv(args);
   // Opened now: once the shim is gone the container's directory may go with the container.
   UniqueFd claim;
-  if (!o_.removal_claim.empty())
-    claim = UniqueFd(::open(o_.removal_claim.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!o_.removal_claim.empty()) claim = UniqueFd(::open(o_.removal_claim.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) {
     diag(errno_message("pipe for the exit command", errno));
