@@ -27,7 +27,14 @@ Db::Db(const std::string& path) : path_(path), cache_(std::make_unique<Statement
   }
   // Several berth processes share the file: wait for locks instead of failing with SQLITE_BUSY.
   sqlite3_busy_timeout(db_, 30000);
+  // Keep -wal and -shm when the last connection closes (after its checkpoint): every berth command
+  // is such a last connection, and deleting and re-creating both files cost each command two
+  // inode allocations and frees (and the WAL's first page write) for nothing. The limit bounds
+  // what a reset WAL keeps on disk.
+  int persist = 1;
+  sqlite3_file_control(db_, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
   use_wal();
+  exec("PRAGMA journal_size_limit=4194304");
   exec("PRAGMA synchronous=NORMAL");
   exec("PRAGMA foreign_keys=ON");
 }
