@@ -1469,11 +1469,12 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
     sql::Transaction tx(impl_->db);
     sql::Stmt(impl_->db, "DELETE FROM container_volumes WHERE container_id=?").bind(1, c.id).run();
     sql::Stmt(impl_->db, "DELETE FROM containers WHERE id=?").bind(1, c.id).run();
+    // Same database, same transaction: the image is never left pinned by a container that is gone.
+    impl_->images.remove_image_user(c.image_id, c.id);
     impl_->add_event("container", "destroy", c.id, {{"name", c.name}, {"image", c.image_name}});
     tx.commit();
   }
   fault_point("rm.row");
-  impl_->images.remove_image_user(c.image_id, c.id);
   if (volumes)
     for (const auto& [name, anonymous] : vols)
       if (anonymous) {
