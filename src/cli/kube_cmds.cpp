@@ -136,7 +136,10 @@ int cmd_kube_play(Context& ctx, const Invocation& inv) {
   bool had_containers = !compose::project_containers(ctx.engine(), plan.project.name, {}).empty();
   compose::write_kube_files(plan);
   try {
-    compose::up(backend, plan.project, {});
+    compose::UpOptions up;
+    up.services = compose::kube_services_to_up(ctx.engine(), plan.project);
+    up.no_deps = true;  // what kube_services_to_up left out is either not wanted or already done
+    if (!up.services.empty()) compose::up(backend, plan.project, up);
   } catch (...) {
     // up removed what it created; the files go too unless earlier plays' containers use them.
     if (!had_containers && compose::project_containers(ctx.engine(), plan.project.name, {}).empty()) {

@@ -687,6 +687,55 @@ KubePlan kube_plan(const std::vector<KubeDocument>& documents, const std::string
   return plan;
 }
 
+std::vector<std::string> kube_services_to_up(engine::Engine& engine, const Project& project) {
+  std::vector<std::string> order = project.ordered_services();
+  std::map<std::string, std::vector<engine::Container>> existing;
+  for (const auto& s : order) existing[s] = project_containers(engine, project.name, {s});
+  auto label = [](const engine::Container& c, const char* key) {
+    const json& config = c.config.value("Config", json::object());
+    const json labels = config.value("Labels", json::object());
+    return labels.is_object() && labels.contains(key) && labels[key].is_string() ? labels[key].get<std::string>() : "";
+  };
+  // A pod's container that runs as this play would create it.
+  auto runs_unchanged = [&](const std::string& s) {
+    const auto& cs = existing[s];
+    std::string hash = config_hash(project.service(s));
+    return !cs.empty() && std::all_of(cs.begin(), cs.end(), [&](const engine::Container& c) {
+      return c.running() && label(c, kConfigHashLabel) == hash;
+    });
+  };
+  // Who waits for whom to complete: init services and the services that depend on them.
+  std::map<std::string, std::vector<std::string>> completion_waiters;
+  for (const auto& s : order) {
+    const json& svc = project.service(s);
+    if (!svc.contains("depends_on")) continue;
+    for (auto& [dep, cfg] : svc["depends_on"].items())
+      if (cfg.value("condition", "") == "service_completed_successfully") completion_waiters[dep].push_back(s);
+  }
+  std::set<std::string> skipped;
+  // Dependents come later in dependency order: walking backwards decides them first.
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const std::string& s = *it;
+    auto waiters = completion_waiters.find(s);
+    if (waiters == completion_waiters.end()) continue;
+    const auto& cs = existing[s];
+    std::string hash = config_hash(project.service(s));
+    bool completed = !cs.empty() && std::all_of(cs.begin(), cs.end(), [&](const engine::Container& c) {
+      return !c.running() && c.state != "created" && c.exit_code == 0 && label(c, kConfigHashLabel) == hash;
+    });
+    bool pod_up = std::all_of(waiters->second.begin(), waiters->second.end(),
+                              [&](const std::string& w) { return skipped.count(w) || runs_unchanged(w); });
+    if (completed && pod_up) skipped.insert(s);
+  }
+  std::vector<std::string> out;
+  for (const auto& s : order) {
+    if (skipped.count(s)) continue;
+    if (project.service(s).value("scale", 1) == 0 && existing[s].empty()) continue;
+    out.push_back(s);
+  }
+  return out;
+}
+
 void write_kube_files(const KubePlan& plan) {
   for (const auto& path : plan.create_files) {
     fs::create_directories(fs::path(path).parent_path());

@@ -1170,3 +1170,38 @@ def test_secrets_and_configs_become_secret_and_config_map_files(engine, kube, tm
     r = engine.run("compose", "-p", "sc", "exec", "-T", "app", "sh", "-c",
                    "cat /run/secrets/pw /run/secrets/api-token; echo; cat /etc/app.conf")
     assert r.stdout == "s3cret\ntok-123\nlisten 80\n", r.stdout + r.stderr
+
+
+def test_init_containers_run_in_order_before_the_pod_and_not_again_on_a_second_play(engine, kube):
+    log_mount = [{"name": "work", "mountPath": "/work"}]
+    workload = pod("job", [sleeper_container("job", volumeMounts=log_mount)], volumes=[{"name": "work", "emptyDir": {}}])
+    workload["spec"]["initContainers"] = [
+        {"name": "first", "image": "busybox", "command": ["sh", "-c", "echo first >> /work/log"],
+         "volumeMounts": log_mount},
+        {"name": "second", "image": "busybox", "command": ["sh", "-c", "echo second >> /work/log"],
+         "volumeMounts": log_mount},
+    ]
+    f = kube.write("job.yaml", stream(workload))
+    kube.play_ok("ini", f)
+    assert kube.exec_ok("ini", "job", "cat", "/work/log") == "first\nsecond\n"
+    main = engine.inspect("ini-job-1")["Id"]
+
+    # The pod runs unchanged: Kubernetes would not run its init containers again.
+    kube.play_ok("ini", f)
+    assert kube.exec_ok("ini", "job", "cat", "/work/log") == "first\nsecond\n"
+    assert engine.inspect("ini-job-1")["Id"] == main
+    assert engine.state("ini-job-1")["Status"] == "running"
+
+    # A changed pod starts anew, init containers first.
+    workload["spec"]["containers"][0]["env"] = [{"name": "CHANGED", "value": "1"}]
+    f = kube.write("job.yaml", stream(workload))
+    kube.play_ok("ini", f)
+    assert kube.exec_ok("ini", "job", "cat", "/work/log") == "first\nsecond\nfirst\nsecond\n"
+    assert engine.inspect("ini-job-1")["Id"] != main
+
+
+def test_deployment_with_zero_replicas_creates_nothing(engine, kube):
+    f = kube.write("idle.yaml", stream(deployment("idle", [sleeper_container("idle")], replicas=0)))
+    kube.play_ok("zero", f)
+    left = project_objects(engine, "zero")
+    assert left["containers"] == [] and left["networks"] == [], left
