@@ -442,6 +442,8 @@ void bring_up_loopback() {
     const Namespace* user_ns = find_namespace(spec, "user");
     const Namespace* mnt_ns = find_namespace(spec, "mount");
     const Namespace* cg_ns = find_namespace(spec, "cgroup");
+    UniqueFd fifo_dir;  // without a mount namespace (see below)
+    std::string fifo_name;
     log::debug("init " + c.id + ": started");
     // As pid 1 of its namespace, init ignores any signal it has no handler for;
     // `kill ID TERM` must still end a created container (as with runc), so
@@ -480,6 +482,15 @@ void bring_up_loopback() {
         }
       }
     } else {
+      // No /proc of ours after this chroot: exec.fifo is reached from its directory instead of
+      // through /proc/self/fd (the directory fd is close-on-exec, like every fd of the runtime).
+      char target[PATH_MAX];
+      ssize_t n = ::readlink(fd_path(c.fifo_fd).c_str(), target, sizeof target - 1);
+      if (n <= 0) throw_errno("readlink exec.fifo");
+      std::string fifo_host(target, static_cast<size_t>(n));
+      size_t slash = fifo_host.rfind('/');
+      fifo_dir = open_or_throw(fifo_host.substr(0, slash), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      fifo_name = fifo_host.substr(slash + 1);
       if (::chroot(c.rootfs.c_str()) != 0) throw_errno("chroot " + c.rootfs);
       if (::chdir("/") != 0) throw_errno("chdir /");
     }
@@ -494,7 +505,8 @@ void bring_up_loopback() {
     ch.send("ready");
     ::close(ch.fd());
     // Block until `start` opens the other end.
-    int fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    int fd = fifo_dir ? ::openat(fifo_dir.get(), fifo_name.c_str(), O_WRONLY | O_CLOEXEC)
+                      : ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) _exit(1);
     if (::write(fd, "0", 1) != 1) _exit(1);
     // fd stays open (close-on-exec): `start` sees EOF only once the process has

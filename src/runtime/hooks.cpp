@@ -15,6 +15,7 @@
 #include "util/error.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
+#include "util/log.hpp"
 
 namespace berth::runtime {
 namespace {
@@ -115,6 +116,17 @@ void run_hook(const Hook& hook, const std::string& state_json, const std::string
 void run_hooks(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage,
                const std::string& cwd) {
   for (const auto& h : hooks) run_hook(h, state_json, stage, cwd);
+}
+
+void run_hooks_warning(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage,
+                       const std::string& cwd) {
+  for (const auto& h : hooks) {
+    try {
+      run_hook(h, state_json, stage, cwd);
+    } catch (const Error& e) {
+      log::warn(e.what());
+    }
+  }
 }
 
 }  // namespace berth::runtime

@@ -9,8 +9,14 @@
 
 namespace berth::runtime {
 
-// cwd: where host-side hooks run (the bundle, as runc does); empty keeps ours.
+// cwd: where host-side hooks run (the bundle, as runc does); empty keeps ours. Throws at the
+// first hook that fails: the stage fails.
 void run_hooks(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage,
                const std::string& cwd = "");
+
+// poststart and poststop: a hook that fails is a warning, and the hooks after it still run
+// (runtime spec, "Lifecycle").
+void run_hooks_warning(const std::vector<Hook>& hooks, const std::string& state_json, const std::string& stage,
+                       const std::string& cwd = "");
 
 }  // namespace berth::runtime

@@ -68,11 +68,7 @@ void signal_start(const StateStore& store, const ContainerState& state) {
 void run_poststart(const ContainerState& state, const Hooks& hooks) {
   if (hooks.poststart.empty()) return;
   std::string json = oci_state_json(state, Status::Running).dump();
-  try {
-    run_hooks(hooks.poststart, json, "poststart", state.bundle);
-  } catch (const Error& e) {
-    log::warn(e.what());
-  }
+  run_hooks_warning(hooks.poststart, json, "poststart", state.bundle);
 }
 
 // hooks: the container's when the caller has its parsed config (else parsed from the state).
@@ -90,7 +86,7 @@ void cleanup_stopped(const StateStore& store, const ContainerState& state, const
       std::optional<Hooks> parsed;
       if (!hooks) hooks = &parsed.emplace(parse_spec_hooks(state.config));
       if (!hooks->poststop.empty())
-        run_hooks(hooks->poststop, oci_state_json(state, Status::Stopped).dump(), "poststop", state.bundle);
+        run_hooks_warning(hooks->poststop, oci_state_json(state, Status::Stopped).dump(), "poststop", state.bundle);
     } catch (const Error& e) {
       log::warn(e.what());
     }

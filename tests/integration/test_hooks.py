@@ -236,6 +236,24 @@ def test_failing_poststop_hook_does_not_fail_delete(runtime, bundle):
     assert runtime.container_dirs() == []
 
 
+def test_hooks_after_a_failing_poststart_or_poststop_hook_still_run(runtime, bundle, tmp_path):
+    # Runtime spec, Lifecycle: a failing poststart/poststop hook is logged and the rest continue.
+    out = tmp_path / "hooks.out"
+    def hooks(stage):
+        return [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]},
+                {"path": "/bin/sh", "args": ["sh", "-c", f"echo {stage} >> {out}"]}]
+    bundle.config["hooks"] = {"poststart": hooks("poststart"), "poststop": hooks("poststop")}
+    bundle.set_args("sleep", "1000")
+    cid = runtime.create_start(bundle)
+    assert out.read_text() == "poststart\n"
+    runtime.ok(["kill", cid, "KILL"])
+    runtime.wait_status(cid, "stopped")
+    r = runtime.run(["delete", cid])
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == "poststart\npoststop\n"
+    assert runtime.container_dirs() == []
+
+
 def test_failing_poststop_hook_keeps_run_exit_code(runtime, bundle):
     bundle.config["hooks"] = {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}
     bundle.sh("exit 5")

@@ -84,6 +84,22 @@ def test_namespace_not_in_config_is_shared_with_host(runtime, bundle, ns):
     assert ns_inode(r.stdout) == ns_inode(os.readlink(f"/proc/self/ns/{f}"))
 
 
+def test_container_without_a_mount_namespace_runs(runtime, bundle):
+    # No mount namespace: the host's mount table (berth chroots into the rootfs, where nothing is
+    # mounted, so not even /proc is there). Init must still get past exec.fifo and run the process.
+    bundle.remove_namespace("mount")
+    bundle.sh("echo no-mount-ns; ls /proc | wc -l; exit 7")
+    r = runtime.run_container(bundle)
+    assert r.returncode == 7, r.stderr
+    assert r.stdout.split() == ["no-mount-ns", "0"]
+    # create + start, as containerd would
+    bundle.sh("exit 0")
+    cid = runtime.create(bundle)
+    assert runtime.status(cid) == "created"
+    runtime.start(cid)
+    runtime.wait_status(cid, "stopped")
+
+
 def test_cgroup_namespace_hides_host_cgroup_path(runtime, bundle):
     if not os.path.exists("/proc/self/ns/cgroup"):
         pytest.skip("kernel has no cgroup namespaces")
