@@ -619,6 +619,13 @@ void apply_v1(const CgroupLayout& layout, const std::string& path, const Resourc
   if (r.pids_limit)
     write_cg(v1_dir(layout, path, "pids", "pids limit"), "pids.max", *r.pids_limit > 0 ? i64s(*r.pids_limit) : "max");
   if (r.block_io) v1_blkio(v1_dir(layout, path, "blkio", "block I/O limits"), *r.block_io);
+  if (r.network && r.network->class_id && *r.network->class_id != 0)
+    write_cg(v1_dir(layout, path, "net_cls", "network class ID"), "net_cls.classid", u64s(*r.network->class_id));
+  if (r.network && !r.network->priorities.empty()) {
+    std::string dir = v1_dir(layout, path, "net_prio", "network priorities");
+    for (const auto& [iface, prio] : r.network->priorities)  // the kernel takes one entry per write
+      write_cg(dir, "net_prio.ifpriomap", iface + " " + u64s(prio));
+  }
   if (!r.hugepage_limits.empty()) {
     std::string dir = v1_dir(layout, path, "hugetlb", "hugepage limits");
     for (const HugepageLimit& h : r.hugepage_limits) {

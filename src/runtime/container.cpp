@@ -743,8 +743,8 @@ Created do_create(const GlobalOptions& g, const CreateOptions& o, bool own_termi
   validate_sysctls(spec);
   std::unique_ptr<SeccompProgram> seccomp;
   if (spec.linux_->seccomp)
-    seccomp =
-        compile_seccomp_cached(*spec.linux_->seccomp, spec.raw["linux"]["seccomp"].dump(), g.root + "/seccomp-cache");
+    seccomp = compile_seccomp_cached(*spec.linux_->seccomp, spec.raw["linux"]["seccomp"].dump(),
+                                     path_join(g.root, kSeccompCacheDir));
   // Relative paths (and the default, the bare id) hang below our own cgroup in each
   // hierarchy, as runc does; absolute ones (containerd's) start at the hierarchy root.
   const std::string& asked = spec.linux_->cgroups_path;
@@ -1067,8 +1067,8 @@ int exec_in_container(const GlobalOptions& g, const ExecOptions& o) {
     throw Error("cannot allocate a tty for exec: stdin is not a terminal (use --console-socket)");
   std::unique_ptr<SeccompProgram> seccomp;
   if (spec.linux_ && spec.linux_->seccomp)
-    seccomp =
-        compile_seccomp_cached(*spec.linux_->seccomp, spec.raw["linux"]["seccomp"].dump(), g.root + "/seccomp-cache");
+    seccomp = compile_seccomp_cached(*spec.linux_->seccomp, spec.raw["linux"]["seccomp"].dump(),
+                                     path_join(g.root, kSeccompCacheDir));
 
   // Open every namespace of the container before joining any: /proc changes after the mount ns.
   struct NsFd {

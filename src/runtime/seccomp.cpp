@@ -283,7 +283,11 @@ std::unique_ptr<SeccompProgram> compile_seccomp_cached(const Seccomp& spec, cons
   out.push_back(prog->uses_notify() ? 1 : 0);
   put32(static_cast<uint32_t>(prog->insns().size()));
   out.append(reinterpret_cast<const char*>(prog->insns().data()), prog->insns().size() * sizeof(sock_filter));
-  ::mkdir(cache_dir.c_str(), 0700);
+  if (::mkdir(cache_dir.c_str(), 0700) != 0 && errno == ENOENT) {
+    // The runtime's root is made by the first create, after this: make it now, as it would.
+    ::mkdir(cache_dir.substr(0, cache_dir.rfind('/')).c_str(), 0711);
+    ::mkdir(cache_dir.c_str(), 0700);
+  }
   std::string tmp = path + ".tmp" + std::to_string(::getpid());
   if (UniqueFd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)}) {
     bool ok = ::write(fd.get(), out.data(), out.size()) == static_cast<ssize_t>(out.size());

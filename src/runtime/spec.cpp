@@ -412,7 +412,17 @@ Resources parse_resources(const nlohmann::json& doc, const std::string& where) {
   if (f.has("network")) {
     Field n = f.at("network");
     n.object();
-    if (n.has("classID")) n.at("classID").u32();
+    NetworkResources net;
+    if (n.has("classID")) net.class_id = n.at("classID").u32();
+    if (n.has("priorities"))
+      net.priorities = each<std::pair<std::string, uint32_t>>(n.at("priorities"), [](const Field& p) {
+        p.object();
+        std::string name = p.required("name").str();
+        if (name.empty() || name.find_first_of(" \n/") != std::string::npos)
+          p.at("name").fail("invalid interface name \"" + name + "\"");
+        return std::make_pair(name, p.required("priority").u32());
+      });
+    r.network = net;
   }
   if (f.has("unified")) r.unified = f.at("unified").string_map();
   return r;

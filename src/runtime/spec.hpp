@@ -135,6 +135,12 @@ struct HugepageLimit {
   uint64_t limit = 0;
 };
 
+// linux.resources.network: the v1 net_cls and net_prio controllers (v2 has neither).
+struct NetworkResources {
+  std::optional<uint32_t> class_id;
+  std::vector<std::pair<std::string, uint32_t>> priorities;  // interface, priority
+};
+
 struct Resources {
   std::vector<DeviceRule> devices;
   std::optional<MemoryResources> memory;
@@ -142,6 +148,7 @@ struct Resources {
   std::optional<int64_t> pids_limit;
   std::optional<BlockIoResources> block_io;
   std::vector<HugepageLimit> hugepage_limits;
+  std::optional<NetworkResources> network;
   std::map<std::string, std::string> unified;
 };
 

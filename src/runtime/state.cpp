@@ -67,7 +67,7 @@ ContainerState ContainerState::from_json(const nlohmann::json& j) {
 
 void validate_container_id(const std::string& id) {
   if (id.empty()) throw Error("container id cannot be empty");
-  if (id == "." || id == "..") throw Error("invalid container id: " + id);
+  if (id[0] == '.') throw Error("invalid container id: " + id + " (may not start with \".\")");
   if (id.size() > 1024) throw Error("invalid container id: too long");
   for (char c : id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '+' ||
@@ -151,7 +151,11 @@ std::vector<std::string> StateStore::list() const {
   }
   while (struct dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
-    if (name == "." || name == ".." || name[0] == '.') continue;
+    if (name[0] == '.') continue;  // ".", "..", and the runtime's own (kSeccompCacheDir)
+    // Where earlier builds kept the seccomp cache: not a container.
+    if (name == "seccomp-cache" && !path_exists(path_join(dir(name), "state.json")) &&
+        !path_exists(path_join(dir(name), "intent.json")))
+      continue;
     if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) out.push_back(name);
   }
   ::closedir(d);

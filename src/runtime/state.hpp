@@ -35,7 +35,12 @@ struct ContainerState {
 };
 
 // Container ids as runc accepts them: [A-Za-z0-9_+.-]+, not "." or "..".
+// Container ids are runc's ([A-Za-z0-9_+.-]+), except that they may not start with "." (the
+// runtime's own entries under its root do, and `list` skips them).
 void validate_container_id(const std::string& id);
+
+// Under the runtime's root: compiled seccomp filters (not a container).
+inline constexpr const char* kSeccompCacheDir = ".seccomp-cache";
 
 class StateStore {
  public:

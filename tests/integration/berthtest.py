@@ -362,7 +362,8 @@ class Runtime:
     def container_dirs(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        # Dot-directories are the runtime's own (its seccomp cache), never a container.
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def cleanup(self) -> list[str]:
         """delete --force everything this test made; returns a list of problems."""

@@ -99,7 +99,7 @@ def test_missing_bundle_dir(runtime, bundle, tmp_path):
     assert runtime.container_dirs() == []
 
 
-@pytest.mark.parametrize("bad_id", ["../escape", "a/b", "", "-dash", "."])
+@pytest.mark.parametrize("bad_id", ["../escape", "a/b", "", "-dash", ".", ".seccomp-cache", ".hidden"])
 def test_invalid_container_id(runtime, bundle, bad_id):
     bundle.set_args("true")
     bundle.write()

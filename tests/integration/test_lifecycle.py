@@ -152,6 +152,24 @@ def test_list_table_and_json(runtime, bundle):
     assert quiet == [cid]
 
 
+def test_seccomp_cache_is_not_a_container(runtime, bundle):
+    # The runtime caches compiled filters under its root; list/state/delete must not see a container
+    # there, and "seccomp-cache" is an ordinary id.
+    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    bundle.set_args("true")
+    r = runtime.run_container(bundle)
+    assert r.returncode == 0, r.stderr
+    assert (runtime.root / ".seccomp-cache").is_dir()
+    assert json.loads(runtime.ok(["list", "--format", "json"]).stdout or "null") in (None, [])
+    bundle.set_args("sleep", "1000")
+    cid = runtime.create(bundle, "seccomp-cache")
+    assert cid == "seccomp-cache"
+    assert runtime.ok(["list", "-q"]).stdout.split() == ["seccomp-cache"]
+    runtime.ok(["delete", "--force", "seccomp-cache"])
+    assert (runtime.root / ".seccomp-cache").is_dir()
+
+
 def test_list_empty_root(runtime):
     r = runtime.ok(["list", "--format", "json"])
     assert json.loads(r.stdout or "null") in (None, [])

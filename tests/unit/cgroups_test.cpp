@@ -908,3 +908,33 @@ TEST_F(CgroupV1Test, DestroyReportsABusyCgroupButRemovesTheRest) {
 }
 
 }  // namespace
+
+TEST_F(CgroupV1Test, NetworkClassIdAndPriorities) {
+  // net_cls and net_prio, co-mounted as most distributions do.
+  layout.v1_mounts["net_cls"] = root + "/net_cls,net_prio";
+  layout.v1_mounts["net_prio"] = root + "/net_cls,net_prio";
+  berth::mkdir_p(root + "/net_cls,net_prio");
+  rt::Cgroup cg = created();
+  put(dir("net_cls,net_prio") + "/net_cls.classid", "0\n");
+  put(dir("net_cls,net_prio") + "/net_prio.ifpriomap", "");
+  rt::Resources r;
+  r.network = rt::NetworkResources{};
+  r.network->class_id = 0x100001;
+  r.network->priorities = {{"lo", 7}};
+  cg.apply(r);
+  EXPECT_EQ(get(dir("net_cls,net_prio") + "/net_cls.classid"), "1048577");
+  EXPECT_EQ(get(dir("net_cls,net_prio") + "/net_prio.ifpriomap"), "lo 7");
+}
+
+TEST_F(CgroupV1Test, NetworkResourcesNeedTheirController) {
+  rt::Cgroup cg = created();
+  rt::Resources r;
+  r.network = rt::NetworkResources{};
+  r.network->class_id = 7;
+  try {
+    cg.apply(r);
+    FAIL() << "no error without a net_cls hierarchy";
+  } catch (const berth::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("net_cls controller is not mounted"), std::string::npos) << e.what();
+  }
+}

@@ -86,6 +86,10 @@ TEST(SpecParse, SpecExampleFields) {
   ASSERT_TRUE(s.linux_->resources);
   ASSERT_TRUE(s.linux_->resources->memory);
   EXPECT_EQ(s.linux_->resources->memory->limit, 536870912);
+  ASSERT_TRUE(s.linux_->resources->network);
+  EXPECT_EQ(s.linux_->resources->network->class_id, 1048577u);
+  using Priorities = std::vector<std::pair<std::string, uint32_t>>;
+  EXPECT_EQ(s.linux_->resources->network->priorities, (Priorities{{"eth0", 500}, {"eth1", 1000}}));
   EXPECT_FALSE(s.hooks.prestart.empty());
 }
 
