@@ -341,9 +341,12 @@ std::string prepare_process(ProcessPlan& plan, const std::string& state_json) {
   ::umask(p.user.umask ? static_cast<mode_t>(*p.user.umask) : 022);
   if (::chdir(p.cwd.c_str()) != 0) throw_errno("chdir to cwd " + p.cwd);
   // A cwd reached through a leaked host fd would show as unreachable (CVE-2024-21626).
+  // getcwd says ENOENT for such a cwd (or a path without the leading "/"); another errno (a
+  // seccomp profile that refuses getcwd) is reported as what it is.
   char cwd_now[PATH_MAX];
-  if (::getcwd(cwd_now, sizeof cwd_now) == nullptr || cwd_now[0] != '/')
-    throw Error("cwd " + p.cwd + " is outside the container root");
+  const char* got = ::getcwd(cwd_now, sizeof cwd_now);
+  if (got == nullptr && errno != ENOENT) throw_errno("getcwd after chdir to " + p.cwd);
+  if (got == nullptr || cwd_now[0] != '/') throw Error("cwd " + p.cwd + " is outside the container root");
   return exe;
 }
 

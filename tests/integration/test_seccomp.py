@@ -203,3 +203,16 @@ def test_profile_that_predates_close_range(runtime, bundle):
     lines = r.stdout.splitlines()
     assert lines[0] == "ran"
     assert int(lines[1]) <= 4, r.stdout  # stdio plus ls's own directory fd: nothing of the runtime's
+
+
+def test_profile_refusing_getcwd_is_reported_as_such(runtime, bundle):
+    # Without no_new_privileges the filter is in place before the runtime checks the cwd with
+    # getcwd (CVE-2024-21626), so that check fails as runc's does; the error says why.
+    bundle.linux["seccomp"] = allow_all_but({"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1})
+    bundle.process["noNewPrivileges"] = False
+    bundle.set_args("true")
+    cid = runtime.new_id()
+    r = runtime.create(bundle, cid, check=False)
+    assert r.returncode != 0
+    assert "getcwd" in r.stderr and "Operation not permitted" in r.stderr, r.stderr
+    assert "outside the container root" not in r.stderr
