@@ -354,7 +354,8 @@ void wait(Call& call) {
             call.release();
             break;
           } catch (const Error&) {
-            call.release();  // the exit command's removal, or a later one, is waited for below
+            call.release();         // the exit command's removal, or a later one, is waited for below:
+            removal_claim.reset();  // it waits for this claim, so let it go
           }
         }
       }

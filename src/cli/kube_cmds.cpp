@@ -137,7 +137,7 @@ int cmd_kube_play(Context& ctx, const Invocation& inv) {
   compose::write_kube_files(plan);
   try {
     compose::UpOptions up;
-    up.services = compose::kube_services_to_up(ctx.engine(), plan.project);
+    up.services = compose::kube_services_to_up(backend, plan.project);
     up.no_deps = true;  // what kube_services_to_up left out is either not wanted or already done
     if (!up.services.empty()) compose::up(backend, plan.project, up);
   } catch (...) {

@@ -61,9 +61,10 @@ std::string kube_project_name(const std::vector<KubeDocument>& documents, const 
 // What a `kube play` of this project starts: every service, except init services of pods whose
 // containers already run with this configuration (Kubernetes runs init containers when a pod
 // starts, not on every apply; their exited containers still satisfy the pod's depends_on) and
-// services scaled to 0 that have no containers (a Deployment with replicas 0 creates nothing, not
-// even its network). Services come in dependency order; empty when there is nothing to start.
-std::vector<std::string> kube_services_to_up(engine::Engine& engine, const Project& project);
+// services scaled to 0 that have no containers, with their init services (a Deployment with
+// replicas 0 creates nothing, not even its network). Services come in dependency order; empty when there is nothing to
+// start.
+std::vector<std::string> kube_services_to_up(Backend& backend, const Project& project);
 
 // Creates the plan's FileOrCreate host files and writes (or updates in place) its files; files of the project's earlier
 // plays that are no longer named are removed.

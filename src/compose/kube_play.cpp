@@ -31,6 +31,7 @@
 
 #include "compose/kube.hpp"
 #include "image/auth_config.hpp"
+#include "image/store.hpp"
 #include "util/error.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
@@ -498,6 +499,8 @@ struct Planner {
         json svc =
             container_service(ic, pod, name, iname, where + ": initContainers." + ic.value("name", ""), pod_volumes);
         svc["restart"] = "no";
+        // A pod that does not run (replicas 0) has no init containers either.
+        if (kind != "StatefulSet" && replicas == 0) svc["deploy"] = {{"replicas", 0}};
         if (!inits.empty()) svc["depends_on"] = {{inits.back(), {{"condition", "service_completed_successfully"}}}};
         services[iname] = svc;
         inits.push_back(iname);
@@ -687,23 +690,33 @@ KubePlan kube_plan(const std::vector<KubeDocument>& documents, const std::string
   return plan;
 }
 
-std::vector<std::string> kube_services_to_up(engine::Engine& engine, const Project& project) {
+std::vector<std::string> kube_services_to_up(Backend& b, const Project& project) {
   std::vector<std::string> order = project.ordered_services();
   std::map<std::string, std::vector<engine::Container>> existing;
-  for (const auto& s : order) existing[s] = project_containers(engine, project.name, {s});
+  for (const auto& s : order) existing[s] = project_containers(b.engine, project.name, {s});
   auto label = [](const engine::Container& c, const char* key) {
     const json& config = c.config.value("Config", json::object());
     const json labels = config.value("Labels", json::object());
     return labels.is_object() && labels.contains(key) && labels[key].is_string() ? labels[key].get<std::string>() : "";
   };
-  // A pod's container that runs as this play would create it.
+  auto scale_of = [&](const std::string& s) { return project.service(s).value("scale", 1); };
+  // What `up` would keep as it is: same configuration, and the image its tag names now.
+  auto current = [&](const std::string& s, const engine::Container& c) {
+    const json& svc = project.service(s);
+    const json& image_ref = svc.value("image", json(""));
+    auto image = b.images.find(image_ref.is_string() ? image_ref.get<std::string>() : "");
+    return label(c, kConfigHashLabel) == config_hash(svc) && !(image && image->id != c.image_id);
+  };
+  // A pod's container that runs, every replica of it, as this play would create it.
   auto runs_unchanged = [&](const std::string& s) {
     const auto& cs = existing[s];
-    std::string hash = config_hash(project.service(s));
-    return !cs.empty() && std::all_of(cs.begin(), cs.end(), [&](const engine::Container& c) {
-      return c.running() && label(c, kConfigHashLabel) == hash;
-    });
+    return !cs.empty() && static_cast<int>(cs.size()) == scale_of(s) &&
+           std::all_of(cs.begin(), cs.end(), [&](const engine::Container& c) { return c.running() && current(s, c); });
   };
+  // Scaled to 0 with nothing left to scale down: not started at all.
+  std::set<std::string> unwanted;
+  for (const auto& s : order)
+    if (scale_of(s) == 0 && existing[s].empty()) unwanted.insert(s);
   // Who waits for whom to complete: init services and the services that depend on them.
   std::map<std::string, std::vector<std::string>> completion_waiters;
   for (const auto& s : order) {
@@ -712,27 +725,30 @@ std::vector<std::string> kube_services_to_up(engine::Engine& engine, const Proje
     for (auto& [dep, cfg] : svc["depends_on"].items())
       if (cfg.value("condition", "") == "service_completed_successfully") completion_waiters[dep].push_back(s);
   }
-  std::set<std::string> skipped;
+  std::set<std::string> done;  // init services whose pod runs unchanged
   // Dependents come later in dependency order: walking backwards decides them first.
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     const std::string& s = *it;
     auto waiters = completion_waiters.find(s);
     if (waiters == completion_waiters.end()) continue;
+    const auto& ws = waiters->second;
+    // The init containers of a pod that does not run (replicas 0) do not run either.
+    if (std::all_of(ws.begin(), ws.end(), [&](const std::string& w) { return unwanted.count(w) > 0; })) {
+      unwanted.insert(s);
+      continue;
+    }
     const auto& cs = existing[s];
-    std::string hash = config_hash(project.service(s));
     bool completed = !cs.empty() && std::all_of(cs.begin(), cs.end(), [&](const engine::Container& c) {
-      return !c.running() && c.state != "created" && c.exit_code == 0 && label(c, kConfigHashLabel) == hash;
+      return !c.running() && c.state != "created" && c.exit_code == 0 && current(s, c);
     });
-    bool pod_up = std::all_of(waiters->second.begin(), waiters->second.end(),
-                              [&](const std::string& w) { return skipped.count(w) || runs_unchanged(w); });
-    if (completed && pod_up) skipped.insert(s);
+    bool pod_up = std::all_of(ws.begin(), ws.end(), [&](const std::string& w) {
+      return done.count(w) || unwanted.count(w) || runs_unchanged(w);
+    });
+    if (completed && pod_up) done.insert(s);
   }
   std::vector<std::string> out;
-  for (const auto& s : order) {
-    if (skipped.count(s)) continue;
-    if (project.service(s).value("scale", 1) == 0 && existing[s].empty()) continue;
-    out.push_back(s);
-  }
+  for (const auto& s : order)
+    if (!done.count(s) && !unwanted.count(s)) out.push_back(s);
   return out;
 }
 

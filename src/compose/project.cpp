@@ -731,7 +731,11 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
       bool restart_for_dependency = false;
       if (svc.contains("depends_on"))
         for (auto& [dep, cfg] : svc["depends_on"].items()) {
-          if (project.has_service(dep) && !options.no_start)
+          // A dependency scaled to 0 has nothing to wait for (docker compose skips it too).
+          bool scaled_away =
+              project.has_service(dep) &&
+              (options.scale.count(dep) ? options.scale.at(dep) : project.service(dep).value("scale", 1)) == 0;
+          if (project.has_service(dep) && !options.no_start && !scaled_away)
             wait_condition(b, project, dep, cfg.value("condition", "service_started"), options.wait_timeout_ns);
           restart_for_dependency = restart_for_dependency || (cfg.value("restart", false) && updated.count(dep));
         }

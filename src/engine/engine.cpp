@@ -154,6 +154,12 @@ bool is_mountpoint(const std::string& path) {
 }
 
 // Per-container lock: start, stop, rm and reconcile of one container never interleave.
+// Next to the container's lock file, not in its directory: it goes only once the removal has
+// finished (the row is gone), and creating it can't race a removal of that directory.
+std::string removal_claim_path(const std::string& root, const std::string& id) {
+  return root + "/locks/container-" + id + ".claim";
+}
+
 class ContainerLock {
  public:
   ContainerLock(const std::string& root, const std::string& id, bool wait) {
@@ -754,6 +760,7 @@ void Engine::reconcile() {
     // An interrupted create's anonymous volumes were never used; an interrupted rm -v asked for them to go.
     for (const auto& [name, anonymous] : vols)
       if (anonymous && state != "removing") impl_->volumes.remove(name, true);
+    ::unlink(removal_claim_path(root_, id).c_str());
     lock.remove_file();
   }
   impl_->volumes.reconcile();
@@ -1293,7 +1300,7 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   if (host_config.value("AutoRemove", false))
     args.insert(args.end(),
                 {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg", "rm",
-                 "--exit-arg", "-v", "--exit-arg", c.id, "--removal-claim", dir + "/" + shim::kRemovalClaimFile});
+                 "--exit-arg", "-v", "--exit-arg", c.id, "--removal-claim", removal_claim_path(root_, c.id)});
   else if (networked)
     args.insert(args.end(), {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg",
                              "network", "--exit-arg", "cleanup", "--exit-arg", c.id});
@@ -1484,11 +1491,14 @@ void Engine::remove(const std::string& ref, bool force, bool volumes) {
           // Still used by another container (--volumes-from): it stays, as in docker.
         }
       }
+  // Last: a shim's exit command waiting on the claim skips its `rm` only once all of it is done.
+  ::unlink(removal_claim_path(root_, c.id).c_str());
   lock.remove_file();
 }
 
 UniqueFd Engine::claim_removal(const std::string& id) {
-  std::string path = container_dir(id) + "/" + shim::kRemovalClaimFile;
+  mkdir_p(root_ + "/locks", 0700);
+  std::string path = removal_claim_path(root_, id);
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return UniqueFd();
   return fd;

@@ -28,10 +28,11 @@
 // Liveness: the shim is alive exactly while shim.lock is locked (flock LOCK_SH|LOCK_NB fails).
 //
 // Exit command. Once the shim has ended, its exit command runs (detached). With
-// --removal-claim FILE (kRemovalClaimFile in the container's directory) it first waits for a
+// --removal-claim FILE (the engine's <root>/locks/container-<id>.claim) it first waits for a
 // shared flock on FILE, opened before the shim ended: a client that holds FILE's exclusive lock
-// has said it removes the container itself. If FILE was removed with the container by then, the
-// exit command is skipped; otherwise (no claimer, or one that died or gave up) it runs.
+// has said it removes the container itself. If FILE was unlinked by then (the engine does that
+// last, once the removal is complete), the exit command is skipped; otherwise (no claimer, or
+// one that died or gave up) it runs.
 //
 // Status. The shim rewrites status-file atomically (write a temp file in the same directory,
 // fsync, rename) on every transition, as one JSON object:
@@ -105,9 +106,6 @@
 #include <cstdint>
 
 namespace berth::shim {
-
-// In the container's directory: see "Exit command" above.
-inline constexpr const char* kRemovalClaimFile = "removal.claim";
 
 // Shim → client.
 inline constexpr uint8_t kStdout = 1;

@@ -1067,6 +1067,15 @@ def test_replicas_and_scale(engine, compose):
     assert cid(engine, "t1-web-1") == first["t1-web-1"]
 
 
+def test_a_dependency_scaled_to_zero_is_not_waited_for(engine, compose):
+    # As docker compose (since 2.3): nothing runs to become healthy or complete, so no wait.
+    c = compose("t1")
+    c.model({"services": {"db": sleeper(deploy={"replicas": 0}),
+                          "web": sleeper(depends_on={"db": {"condition": "service_healthy"}})}})
+    c.up(timeout=60)
+    assert names(engine) == ["t1-web-1"]
+
+
 def test_orphans_are_kept_with_a_warning_and_removed_on_request(engine, compose):
     c = compose("t1")
     c.model({"services": {"web": sleeper(), "old": sleeper()}})

@@ -1201,7 +1201,16 @@ def test_init_containers_run_in_order_before_the_pod_and_not_again_on_a_second_p
 
 
 def test_deployment_with_zero_replicas_creates_nothing(engine, kube):
-    f = kube.write("idle.yaml", stream(deployment("idle", [sleeper_container("idle")], replicas=0)))
+    idle = deployment("idle", [sleeper_container("idle")], replicas=0)
+    idle["spec"]["template"]["spec"]["initContainers"] = [{"name": "prep", "image": "busybox", "command": ["true"]}]
+    f = kube.write("idle.yaml", stream(idle))
     kube.play_ok("zero", f)
     left = project_objects(engine, "zero")
     assert left["containers"] == [] and left["networks"] == [], left
+    # Scaled up, the pod starts with its init container; back to 0, the replicas go.
+    idle["spec"]["replicas"] = 1
+    kube.play_ok("zero", kube.write("idle.yaml", stream(idle)))
+    assert container_names(engine, "zero") == ["zero-idle-1", "zero-idle-init-prep-1"]
+    idle["spec"]["replicas"] = 0
+    kube.play_ok("zero", kube.write("idle.yaml", stream(idle)))
+    assert container_names(engine, "zero") == []
