@@ -918,7 +918,7 @@ TEST_F(CgroupV1Test, NetworkClassIdAndPriorities) {
   put(dir("net_cls,net_prio") + "/net_cls.classid", "0\n");
   put(dir("net_cls,net_prio") + "/net_prio.ifpriomap", "");
   rt::Resources r;
-  r.network = rt::NetworkResources{};
+  r.network.emplace();
   r.network->class_id = 0x100001;
   r.network->priorities = {{"lo", 7}};
   cg.apply(r);
@@ -929,7 +929,7 @@ TEST_F(CgroupV1Test, NetworkClassIdAndPriorities) {
 TEST_F(CgroupV1Test, NetworkResourcesNeedTheirController) {
   rt::Cgroup cg = created();
   rt::Resources r;
-  r.network = rt::NetworkResources{};
+  r.network.emplace();
   r.network->class_id = 7;
   try {
     cg.apply(r);
