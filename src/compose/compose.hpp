@@ -65,6 +65,9 @@ std::vector<engine::Container> project_containers(engine::Engine& engine, const 
 // A container's service label value (empty: none) and number.
 std::string service_of(const engine::Container& c);
 int number_of(const engine::Container& c);
+// Whether `up` keeps the container as it is: made from this service configuration, and from the
+// image its reference names now (else it is recreated).
+bool is_current(Backend& backend, const nlohmann::json& service, const engine::Container& c);
 
 // Creates what is missing or changed and starts it; idempotent. Anything this call created is
 // removed again when it fails (volumes only while still empty).

@@ -694,19 +694,8 @@ std::vector<std::string> kube_services_to_up(Backend& b, const Project& project)
   std::vector<std::string> order = project.ordered_services();
   std::map<std::string, std::vector<engine::Container>> existing;
   for (const auto& s : order) existing[s] = project_containers(b.engine, project.name, {s});
-  auto label = [](const engine::Container& c, const char* key) {
-    const json& config = c.config.value("Config", json::object());
-    const json labels = config.value("Labels", json::object());
-    return labels.is_object() && labels.contains(key) && labels[key].is_string() ? labels[key].get<std::string>() : "";
-  };
   auto scale_of = [&](const std::string& s) { return project.service(s).value("scale", 1); };
-  // What `up` would keep as it is: same configuration, and the image its tag names now.
-  auto current = [&](const std::string& s, const engine::Container& c) {
-    const json& svc = project.service(s);
-    const json& image_ref = svc.value("image", json(""));
-    auto image = b.images.find(image_ref.is_string() ? image_ref.get<std::string>() : "");
-    return label(c, kConfigHashLabel) == config_hash(svc) && !(image && image->id != c.image_id);
-  };
+  auto current = [&](const std::string& s, const engine::Container& c) { return is_current(b, project.service(s), c); };
   // A pod's container that runs, every replica of it, as this play would create it.
   auto runs_unchanged = [&](const std::string& s) {
     const auto& cs = existing[s];

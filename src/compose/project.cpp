@@ -406,6 +406,11 @@ void stop_all(Backend& b, const Project& project, const std::vector<Container>& 
 
 std::string service_of(const Container& c) { return label(c, kServiceLabel); }
 
+bool is_current(Backend& b, const json& service, const Container& c) {
+  auto image = b.images.find(text(service["image"]));
+  return label(c, kConfigHashLabel) == config_hash(service) && !(image && image->id != c.image_id);
+}
+
 int number_of(const Container& c) {
   std::string n = label(c, kNumberLabel);
   try {
@@ -691,6 +696,9 @@ json create_body(engine::Engine& engine, const Project& project, const std::stri
 void up(Backend& b, const Project& project, const UpOptions& options) {
   std::vector<std::string> services = options.no_deps ? options.services : project.with_dependencies(options.services);
   if (options.services.empty()) services = project.ordered_services();
+  auto scale_of = [&](const std::string& s) {
+    return options.scale.count(s) ? options.scale.at(s) : project.service(s).value("scale", 1);
+  };
   // Orphans: containers of this project whose service is gone from the files.
   std::vector<Container> orphans;
   for (auto& c : project_containers(b.engine, project.name, {}))
@@ -705,7 +713,7 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
   // Everything that can be refused before anything is created: images, scale.
   for (const auto& s : services) {
     const json& svc = project.service(s);
-    int scale = options.scale.count(s) ? options.scale.at(s) : svc.value("scale", 1);
+    int scale = scale_of(s);
     if (scale > 1 && svc.contains("container_name"))
       throw Error("services." + s + ": container_name \"" + text(svc["container_name"]) +
                   "\" is set, so the service cannot be scaled to " + std::to_string(scale));
@@ -732,15 +740,11 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
       if (svc.contains("depends_on"))
         for (auto& [dep, cfg] : svc["depends_on"].items()) {
           // A dependency scaled to 0 has nothing to wait for (docker compose skips it too).
-          bool scaled_away =
-              project.has_service(dep) &&
-              (options.scale.count(dep) ? options.scale.at(dep) : project.service(dep).value("scale", 1)) == 0;
-          if (project.has_service(dep) && !options.no_start && !scaled_away)
+          if (project.has_service(dep) && !options.no_start && scale_of(dep) != 0)
             wait_condition(b, project, dep, cfg.value("condition", "service_started"), options.wait_timeout_ns);
           restart_for_dependency = restart_for_dependency || (cfg.value("restart", false) && updated.count(dep));
         }
-      int scale = options.scale.count(s) ? options.scale.at(s) : svc.value("scale", 1);
-      std::string hash = config_hash(svc);
+      int scale = scale_of(s);
       auto existing = project_containers(b.engine, project.name, {s});
       std::set<int> have;
       for (const auto& c : existing) {
@@ -751,10 +755,7 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
           continue;
         }
         have.insert(n);
-        // Recreated when the service's configuration changed, or its image now names another one.
-        auto image = b.images.find(text(svc["image"]));
-        bool changed = label(c, kConfigHashLabel) != hash || (image && image->id != c.image_id);
-        bool stale = options.force_recreate || (changed && !options.no_recreate);
+        bool stale = options.force_recreate || (!is_current(b, svc, c) && !options.no_recreate);
         if (stale) {
           say(b, "Container", c.name, "Recreate");
           if (c.running()) b.engine.stop(c.id, stop_timeout(svc));

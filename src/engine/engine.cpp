@@ -153,13 +153,14 @@ bool is_mountpoint(const std::string& path) {
   return here.st_dev != parent.st_dev;
 }
 
-// Per-container lock: start, stop, rm and reconcile of one container never interleave.
-// Next to the container's lock file, not in its directory: it goes only once the removal has
-// finished (the row is gone), and creating it can't race a removal of that directory.
+// Engine::claim_removal's file. Next to the container's lock file, not in its directory: it goes
+// only once the removal has finished (the row is gone), and creating it can't race a removal of
+// that directory.
 std::string removal_claim_path(const std::string& root, const std::string& id) {
   return root + "/locks/container-" + id + ".claim";
 }
 
+// Per-container lock: start, stop, rm and reconcile of one container never interleave.
 class ContainerLock {
  public:
   ContainerLock(const std::string& root, const std::string& id, bool wait) {

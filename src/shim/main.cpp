@@ -124,6 +124,15 @@ int64_t parse_number(const std::string& flag, const std::string& text) {
   return n;
 }
 
+// Under AddressSanitizer the forked child may find ASan's allocator locked by the log thread
+// (ASan's allocator, unlike glibc's malloc, is not made fork-safe here): sanitized builds exec the
+// runtime for start and delete instead (--builtin-runtime is ignored there).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kForkedRuntimeCalls = false;
+#else
+constexpr bool kForkedRuntimeCalls = true;
+#endif
+
 Options parse_args(int argc, char** argv) {
   Options o;
   using StringFlag = std::pair<std::string_view, std::string Options::*>;
@@ -195,6 +204,7 @@ Options parse_args(int argc, char** argv) {
   if (o.sync_fd < 3) throw Error("--sync-fd must be a descriptor >= 3 (0-2 become /dev/null and shim.log)");
   if (!o.exit_args.empty() && o.exit_command.empty()) throw Error("--exit-arg without --exit-command");
   if (!o.removal_claim.empty() && o.exit_command.empty()) throw Error("--removal-claim without --exit-command");
+  if (!kForkedRuntimeCalls) o.builtin_runtime = false;
   if (o.health_interval_ns <= 0 || o.health_timeout_ns <= 0 || o.health_start_interval_ns <= 0)
     throw Error("--health-interval, --health-timeout and --health-start-interval must be positive");
   if (o.health_retries < 1) o.health_retries = 1;
@@ -620,17 +630,8 @@ Shim::Outcome Shim::run_builtin(const char* name, Op op) {
   return runtime_outcome(name, pid, r.get());
 }
 
-// Under AddressSanitizer the forked child may find ASan's allocator locked by the log thread
-// (ASan's allocator, unlike glibc's malloc, is not made fork-safe here): sanitized builds exec the
-// runtime for start and delete instead.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kForkedRuntimeCalls = false;
-#else
-constexpr bool kForkedRuntimeCalls = true;
-#endif
-
 Shim::Outcome Shim::start() {
-  Outcome out = o_.builtin_runtime && kForkedRuntimeCalls
+  Outcome out = o_.builtin_runtime
                     ? run_builtin("start", [&](const runtime::GlobalOptions& g) { runtime::start_container(g, o_.id); })
                     : run_runtime({"start", o_.id});
   if (out.ok) {
@@ -650,7 +651,7 @@ Shim::Outcome Shim::start() {
 
 void Shim::runtime_delete() {
   Outcome out =
-      o_.builtin_runtime && kForkedRuntimeCalls
+      o_.builtin_runtime
           ? run_builtin("delete", [&](const runtime::GlobalOptions& g) { runtime::delete_container(g, o_.id, true); })
           : run_runtime({"delete", "--force", o_.id});
   if (!out.ok) diag("runtime delete: " + out.error);
