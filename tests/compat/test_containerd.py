@@ -303,6 +303,29 @@ def _cgroup_mounts() -> list[str]:
     return roots
 
 
+def _unmounted_v1_hierarchies() -> list[str]:
+    """v1 hierarchies /proc/self/cgroup lists but nothing mounts (a hierarchy mounted once and
+    unmounted lives on in the kernel): containerd's shim cannot load any task's cgroups then."""
+    mounted = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            _, _, right = line.partition(" - ")
+            fields = right.split()
+            if fields and fields[0] == "cgroup":
+                opts = set(fields[2].split(","))
+                mounted.add(",".join(sorted(o for o in opts if o not in ("rw", "ro", "relatime", "nosuid", "nodev", "noexec"))))
+    missing = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, _ = line.rstrip("\n").split(":", 2)
+            if not controllers:
+                continue
+            wanted = set(controllers.split(","))
+            if not any(wanted <= set(m.split(",")) for m in mounted):
+                missing.append(controllers)
+    return missing
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -817,6 +840,9 @@ def test_ps(ctd, sleeper):
 
 def test_metrics(ctd, sleeper):
     """The shim reads the task's cgroups itself: the runtime must have put it in them."""
+    missing = _unmounted_v1_hierarchies()
+    if missing:
+        pytest.skip(f"this host lists cgroup v1 hierarchies with no mount point ({', '.join(missing)}): containerd's own shim cannot read metrics here")
     r = ctd.ctr("task", "metrics", "--format", "json", sleeper)
     metrics = json.loads(r.stdout)
     assert metrics.get("pids", {}).get("current", 0) >= 1, r.stdout
