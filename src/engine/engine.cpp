@@ -1044,7 +1044,8 @@ std::string Engine::create(const json& body) {
     for (size_t i = image->layers.size(); i-- > 0;)
       lowers.push_back(impl_->images.layer_dir(image->layers[i].chain_id));
     if (lowers.empty()) throw StatusError("image " + image_ref + " has no layers", 125);
-    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", rootfs);
+    // A --rm container's writable layer goes with it: never written back (as podman does).
+    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", rootfs, host_config.value("AutoRemove", false));
     fault_point("create.mount");
 
     bool host_network = jstr(host_config, "NetworkMode") == "host";
@@ -1216,7 +1217,8 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
     auto image = impl_->images.get(c.image_id);
     std::vector<std::string> lowers;
     for (size_t i = image.layers.size(); i-- > 0;) lowers.push_back(impl_->images.layer_dir(image.layers[i].chain_id));
-    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", dir + "/rootfs");
+    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", dir + "/rootfs",
+                           c.config["HostConfig"].value("AutoRemove", false));
   }
   {
     std::vector<std::string> names;

@@ -11,6 +11,7 @@
 
 #include "util/error.hpp"
 #include "util/fd.hpp"
+#include "util/fs.hpp"
 
 namespace berth::storage {
 
@@ -43,7 +44,7 @@ std::string fs_log(int fsfd) {
 
 // false when the kernel lacks lowerdir+ (before 6.8): the caller falls back to mount(2).
 bool mount_with_fsconfig(const std::vector<std::string>& lowerdirs, const std::string& upperdir,
-                         const std::string& workdir, const std::string& target) {
+                         const std::string& workdir, const std::string& target, bool volatile_upper) {
   int raw = sys_fsopen("overlay", FSOPEN_CLOEXEC);
   if (raw < 0) {
     if (errno == ENOSYS) return false;
@@ -66,6 +67,11 @@ bool mount_with_fsconfig(const std::vector<std::string>& lowerdirs, const std::s
   if (!upperdir.empty()) {
     set("upperdir", upperdir);
     set("workdir", workdir);
+    // EINVAL: a kernel without the option; the mount is only slower to undo.
+    if (volatile_upper && sys_fsconfig(fsfd.get(), FSCONFIG_SET_FLAG, "volatile", nullptr, 0) < 0 && errno != EINVAL) {
+      int e = errno;
+      throw Error(errno_message("overlay volatile", e) + " " + fs_log(fsfd.get()), e);
+    }
   }
   if (sys_fsconfig(fsfd.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
     int e = errno;
@@ -87,7 +93,7 @@ std::string common_parent(const std::vector<std::string>& dirs) {
 }
 
 void mount_legacy(const std::vector<std::string>& lowerdirs, const std::string& upperdir, const std::string& workdir,
-                  const std::string& target) {
+                  const std::string& target, bool volatile_upper) {
   auto build = [&](const std::string& strip) {
     std::string data = "lowerdir=";
     for (size_t i = 0; i < lowerdirs.size(); i++) {
@@ -95,14 +101,16 @@ void mount_legacy(const std::vector<std::string>& lowerdirs, const std::string& 
       data += strip.empty() ? lowerdirs[i] : lowerdirs[i].substr(strip.size() + 1);
     }
     if (!upperdir.empty()) data += ",upperdir=" + upperdir + ",workdir=" + workdir;
+    if (!upperdir.empty() && volatile_upper) data += ",volatile";
     return data;
   };
   unsigned long flags = upperdir.empty() ? MS_RDONLY : 0;
   std::string data = build("");
   if (data.size() < static_cast<size_t>(getpagesize())) {
-    if (::mount("overlay", target.c_str(), "overlay", flags, data.c_str()) < 0)
-      throw_errno("mount overlay on " + target);
-    return;
+    if (::mount("overlay", target.c_str(), "overlay", flags, data.c_str()) == 0) return;
+    // A kernel before 5.10 does not know `volatile`: mount without it.
+    if (errno == EINVAL && volatile_upper) return mount_legacy(lowerdirs, upperdir, workdir, target, false);
+    throw_errno("mount overlay on " + target);
   }
   // Relative lowerdirs resolve against the cwd of the mounting process: mount from a child
   // so the caller's cwd (and other threads) are untouched.
@@ -122,16 +130,20 @@ void mount_legacy(const std::vector<std::string>& lowerdirs, const std::string& 
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : EIO;
+  if (code == EINVAL && volatile_upper) return mount_legacy(lowerdirs, upperdir, workdir, target, false);
   if (code) throw_errno("mount overlay on " + target, code);
 }
 
 }  // namespace
 
 void mount_overlay(const std::vector<std::string>& lowerdirs, const std::string& upperdir, const std::string& workdir,
-                   const std::string& target) {
+                   const std::string& target, bool volatile_upper) {
   if (lowerdirs.empty()) throw Error("overlay for " + target + ": no lower layers");
-  if (mount_with_fsconfig(lowerdirs, upperdir, workdir, target)) return;
-  mount_legacy(lowerdirs, upperdir, workdir, target);
+  volatile_upper = volatile_upper && !upperdir.empty();
+  // Left by an earlier volatile mount, clean or not: the kernel wants it gone before the next.
+  if (volatile_upper) remove_tree(workdir + "/work/incompat/volatile");
+  if (mount_with_fsconfig(lowerdirs, upperdir, workdir, target, volatile_upper)) return;
+  mount_legacy(lowerdirs, upperdir, workdir, target, volatile_upper);
 }
 
 void unmount_overlay(const std::string& target) {

@@ -307,6 +307,32 @@ def test_run_rm_leaves_nothing(engine):
     assert not cdir.exists() or list(cdir.iterdir()) == []
 
 
+def _overlay_options(engine, cid: str) -> list[str]:
+    rootfs = str(engine.root / "containers" / cid / "rootfs")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if left.split()[4] == rootfs:
+                return right.split()[2].split(",")
+    raise AssertionError(f"{rootfs} is not mounted")
+
+
+def test_rm_containers_writable_layer_is_volatile_and_others_are_not(engine):
+    # A --rm container's layer is never written back (its unmount costs no sync); a kept one's is.
+    gone = engine.ok("create", "--rm", "busybox", "true").strip()
+    kept = engine.ok("create", "busybox", "true").strip()
+    # Shown as "volatile" by older kernels, "fsync=volatile" by newer ones.
+    assert {"volatile", "fsync=volatile"} & set(_overlay_options(engine, gone))
+    assert not {"volatile", "fsync=volatile"} & set(_overlay_options(engine, kept))
+    # After a reboot (rootfs unmounted) the --rm container starts again: the kernel's
+    # "volatile" mark, left by the first mount, does not stop the second.
+    subprocess.run(["umount", str(engine.root / "containers" / gone / "rootfs")], check=True)
+    assert (engine.root / "containers" / gone / "work" / "work" / "incompat" / "volatile").exists()
+    r = engine.run("start", "-a", gone)
+    assert r.returncode == 0, r.stderr
+    engine.ok("rm", "-f", kept)
+
+
 def test_run_rm_keeps_the_exit_code(engine):
     r = engine.run("run", "--rm", "busybox", "sh", "-c", "exit 3")
     assert r.returncode == 3
