@@ -564,6 +564,10 @@ void refresh(Engine& engine, sql::Db& db, Container& c) {
       c.finished_at == before.finished_at && c.restart_count == before.restart_count &&
       c.started_at == before.started_at)
     return;
+  // The row and its "die" event in one commit (one WAL sync, not two), unless the caller's
+  // transaction holds both already.
+  std::optional<sql::Transaction> tx;
+  if (!db.in_transaction()) tx.emplace(db);
   sql::Stmt(db,
             "UPDATE containers SET state=?,pid=?,exit_code=?,started_at=?,finished_at=?,restart_count=?,error=? "
             "WHERE id=? AND state=?")
@@ -579,7 +583,10 @@ void refresh(Engine& engine, sql::Db& db, Container& c) {
       .run();
   // Only the process whose update moved the row on records the exit: two readers of the same
   // exit (a waiting CLI and the API server) would otherwise each log a "die".
-  if (db.changes() == 0) return;
+  if (db.changes() == 0) {
+    if (tx) tx->commit();
+    return;
+  }
   if (c.state == "exited" && before.state != "exited") {
     sql::Stmt(db, "INSERT INTO events(time_ns,type,action,actor_id,attributes) VALUES(?,?,?,?,?)")
         .bind(1, now_ns())
@@ -595,6 +602,7 @@ void refresh(Engine& engine, sql::Db& db, Container& c) {
             }())
         .run();
   }
+  if (tx) tx->commit();
 }
 
 // Sends sig to the container's init, if the shim still looks after it.
@@ -1028,9 +1036,10 @@ std::string Engine::create(const json& body) {
         .bind(6, "creating")
         .bind(7, stored.dump())
         .run();
+    // Same transaction: the image is pinned from the moment the row exists.
+    impl_->images.add_image_user(image->id, id);
     tx.commit();
   }
-  impl_->images.add_image_user(image->id, id);
   fault_point("create.row");
 
   std::string dir = container_dir(id);

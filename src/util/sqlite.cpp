@@ -146,6 +146,8 @@ void Db::apply_schema(std::string_view module, std::string_view ddl, const std::
 
 int64_t Db::changes() const { return sqlite3_changes64(db_); }
 
+bool Db::in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
+
 Stmt::Stmt(Db& db, std::string_view sql) : db_(db), sql_(sql) { stmt_ = db_.take_statement(sql_); }
 
 Stmt::~Stmt() { db_.return_statement(sql_, stmt_); }

@@ -60,6 +60,8 @@ class Db {
   // indexed lookup instead of a lock cycle per statement. Once per module per connection.
   void apply_schema(std::string_view module, std::string_view ddl, const std::function<void()>& migrate = {});
   int64_t changes() const;
+  // Inside BEGIN ... COMMIT (statements then join that transaction instead of committing alone).
+  bool in_transaction() const;
   sqlite3* handle() const { return db_; }
   const std::string& path() const { return path_; }
   [[noreturn]] void fail(std::string_view what) const;
