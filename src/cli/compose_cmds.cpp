@@ -619,12 +619,11 @@ int compose_run(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
     std::cout << id << "\n";
     return 0;
   }
-  engine.start(id, {.wait_attach = true});
   engine::AttachIo io;
   io.stdin_fd = 0;
   io.tty = tty;
   io.proxy_signals = !tty;
-  int status = engine.attach(id, io);
+  int status = engine.start_attached(id, io);
   if (a.has("rm")) engine.remove(id, true, true);
   return status;
 }

@@ -214,12 +214,11 @@ int cmd_run(Context& ctx, const Invocation& inv) {
   // Removed here when it exits (below): the shim's exit command then has nothing to do.
   UniqueFd removal_claim = auto_remove ? engine.claim_removal(id) : UniqueFd();
   try {
-    engine.start(id, {.wait_attach = true});
     engine::AttachIo io;
     io.stdin_fd = config.value("OpenStdin", false) ? 0 : -1;
     io.tty = config.value("Tty", false);
     io.proxy_signals = !io.tty && a.get("sig-proxy", "true") != "false";
-    code = engine.attach(id, io);
+    code = engine.start_attached(id, io);
   } catch (...) {
     if (auto_remove) {
       try {
@@ -248,12 +247,11 @@ int cmd_start(Context& ctx, const Invocation& inv) {
     engine::Container c = engine.get(a.positionals[0]);
     if (c.running()) throw engine::StatusError("container " + c.id + " is already running", 1);
     const json& config = c.config["Config"];
-    engine.start(c.id, {.wait_attach = true});
     engine::AttachIo io;
     io.stdin_fd = a.has("interactive") && config.value("OpenStdin", false) ? 0 : -1;
     io.tty = config.value("Tty", false);
     io.proxy_signals = !io.tty;
-    return engine.attach(c.id, io);
+    return engine.start_attached(c.id, io);
   }
   return for_each_container(a.positionals, [&](const std::string& ref) {
     engine.start(ref);

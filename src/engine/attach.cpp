@@ -73,6 +73,13 @@ void send_resize(int sock, int tty_fd) {
   send_frame(sock, shim::kResize, json{{"rows", ws.ws_row}, {"cols", ws.ws_col}}.dump());
 }
 
+// The local terminal whose size the container's pty follows.
+int terminal_of(const AttachIo& io) {
+  if (io.stdin_fd >= 0 && ::isatty(io.stdin_fd)) return io.stdin_fd;
+  if (io.stdout_fd >= 0 && ::isatty(io.stdout_fd)) return io.stdout_fd;
+  return -1;
+}
+
 // Connects to the shim's attach socket of container id (retrying while the shim sets it up).
 UniqueFd connect_attach(const std::string& path) {
   UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -99,22 +106,33 @@ void Engine::resize(const std::string& ref, int rows, int cols) {
   send_frame(sock.get(), shim::kResize, json{{"rows", rows}, {"cols", cols}}.dump());
 }
 
-int Engine::attach(const std::string& ref, const AttachIo& io) {
-  Container c = get(ref);
-  UniqueFd sock = connect_attach(state_dir(c.id) + "/attach.sock");
+UniqueFd Engine::attach_connect(const std::string& id, const AttachIo& io) {
+  UniqueFd sock = connect_attach(state_dir(id) + "/attach.sock");
   send_frame(sock.get(), shim::kHello,
              json{{"stdin", io.stdin_fd >= 0}, {"stdout", io.stdout_fd >= 0}, {"stderr", io.stderr_fd >= 0}}.dump());
+  if (io.tty) send_resize(sock.get(), terminal_of(io));
+  return sock;
+}
+
+int Engine::start_attached(const std::string& id, AttachIo io) {
+  UniqueFd sock;
+  start(id, {.wait_attach = true, .on_created = [&] { sock = attach_connect(id, io); }});
+  io.connected = sock.get();
+  return attach(id, io);
+}
+
+int Engine::attach(const std::string& ref, const AttachIo& io) {
+  UniqueFd owned;
+  std::string id = ref;
+  if (io.connected < 0) {
+    id = get(ref).id;
+    owned = attach_connect(id, io);
+  }
+  const int sock = io.connected >= 0 ? io.connected : owned.get();
 
   std::optional<RawTerminal> raw;
-  int tty_fd = -1;
-  if (io.tty) {
-    if (io.stdin_fd >= 0 && ::isatty(io.stdin_fd))
-      tty_fd = io.stdin_fd;
-    else if (io.stdout_fd >= 0 && ::isatty(io.stdout_fd))
-      tty_fd = io.stdout_fd;
-    if (io.stdin_fd >= 0) raw.emplace(io.stdin_fd);
-    send_resize(sock.get(), tty_fd);
-  }
+  const int tty_fd = io.tty ? terminal_of(io) : -1;
+  if (io.tty && io.stdin_fd >= 0) raw.emplace(io.stdin_fd);
 
   // Signals: SIGWINCH resizes the pty; with proxy_signals, the usual ones go to the container.
   int sp[2];
@@ -146,7 +164,7 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
   std::optional<int> exit_code;
   char chunk[65536];
   while (!exit_code) {
-    pollfd fds[4] = {{sock.get(), POLLIN, 0},
+    pollfd fds[4] = {{sock, POLLIN, 0},
                      {sig_r.get(), POLLIN, 0},
                      {stdin_open ? io.stdin_fd : -1, POLLIN, 0},
                      {io.hangup_fd, 0, 0}};
@@ -159,9 +177,9 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
       unsigned char s;
       while (::read(sig_r.get(), &s, 1) == 1) {
         if (s == SIGWINCH) {
-          send_resize(sock.get(), tty_fd);
+          send_resize(sock, tty_fd);
         } else {
-          Container now = get(c.id);
+          Container now = get(id);
           if (now.pid > 0) {
             int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, now.pid, 0));
             if (pidfd >= 0) {
@@ -175,14 +193,14 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
     if (stdin_open && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
       ssize_t n = ::read(io.stdin_fd, chunk, sizeof chunk);
       if (n > 0) {
-        send_frame(sock.get(), shim::kStdin, std::string_view(chunk, static_cast<size_t>(n)));
+        send_frame(sock, shim::kStdin, std::string_view(chunk, static_cast<size_t>(n)));
       } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        send_frame(sock.get(), shim::kCloseStdin, "");
+        send_frame(sock, shim::kCloseStdin, "");
         stdin_open = false;
       }
     }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      ssize_t n = ::read(sock.get(), chunk, sizeof chunk);
+      ssize_t n = ::read(sock, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       buf.append(chunk, static_cast<size_t>(n));
@@ -212,7 +230,7 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
     }
   }
   if (exit_code) return *exit_code;
-  return wait(c.id);
+  return wait(id);
 }
 
 }  // namespace berth::engine

@@ -1384,6 +1384,7 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
         .run();
     throw StatusError(error.empty() ? "failed to start container " + c.id : error, code);
   }
+  if (options.on_created) options.on_created();
   {
     sql::Transaction tx(impl_->db);
     sql::Stmt(impl_->db,

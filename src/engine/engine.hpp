@@ -73,6 +73,10 @@ struct Container {
 struct StartOptions {
   // Foreground: the shim waits for attach() before starting the process, so nothing is missed.
   bool wait_attach = false;
+  // Called once the shim reports the container created, before start records it running: a
+  // foreground run connects its attach here (attach_connect), so the shim starts the process
+  // while the engine commits instead of after.
+  std::function<void()> on_created;
 };
 
 // What attach() connects: which local fds get the container's streams.
@@ -87,6 +91,8 @@ struct AttachIo {
   bool multiplex = false;
   // When this fd hangs up (the API client went away), attach returns -1 at once.
   int hangup_fd = -1;
+  // A socket from attach_connect: attach() uses it (and takes the container's full id as ref).
+  int connected = -1;
 };
 
 class Engine {
@@ -120,6 +126,12 @@ class Engine {
   // Connects to a started container's attach socket and relays until it exits (or, when the shim
   // waits for it, starts it first). Returns the container's exit code.
   int attach(const std::string& id, const AttachIo& io);
+  // attach()'s first half: connects to container id's shim and says what io wants (the shim
+  // waiting for an attach starts the process now). Pass the socket to attach as io.connected.
+  UniqueFd attach_connect(const std::string& id, const AttachIo& io);
+  // start + attach of a foreground container (run, start -a): attached as soon as the shim has
+  // created it, so the process starts while start records it running. Returns attach's code.
+  int start_attached(const std::string& id, AttachIo io);
   // Sends the stop signal, waits up to timeout seconds (default: the container's StopTimeout or 10),
   // then SIGKILL.
   void stop(const std::string& id, std::optional<int> timeout = std::nullopt);
