@@ -164,10 +164,8 @@ int Engine::attach(const std::string& ref, const AttachIo& io) {
   std::optional<int> exit_code;
   char chunk[65536];
   while (!exit_code) {
-    pollfd fds[4] = {{sock, POLLIN, 0},
-                     {sig_r.get(), POLLIN, 0},
-                     {stdin_open ? io.stdin_fd : -1, POLLIN, 0},
-                     {io.hangup_fd, 0, 0}};
+    pollfd fds[4] = {
+        {sock, POLLIN, 0}, {sig_r.get(), POLLIN, 0}, {stdin_open ? io.stdin_fd : -1, POLLIN, 0}, {io.hangup_fd, 0, 0}};
     if (::poll(fds, 4, -1) < 0) {
       if (errno == EINTR) continue;
       throw_errno("poll");
