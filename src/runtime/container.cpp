@@ -1317,16 +1317,12 @@ nlohmann::json runtime_features() {
 
 namespace {
 
-// Opens our own binary through a read-only bind mount made in a throwaway mount
-// namespace (runc 1.2 does the same): no copy, and writes through
-// /proc/<pid>/exe get EROFS. Returns an invalid fd when that is not possible.
-UniqueFd readonly_self(int self_fd) {
-  char path[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
-  if (n <= 0) return UniqueFd();
-  path[n] = '\0';
+// Opens a binary through a read-only bind mount made in a throwaway mount namespace (runc 1.2
+// does the same): no copy, and writes through /proc/<pid>/exe get EROFS. same_as: an open fd of
+// the file that must be the one seen. Returns an invalid fd when that is not possible.
+UniqueFd read_only_view(const char* path, int same_as) {
   // The slot the child fills: it shares our fd table (CLONE_FILES).
-  UniqueFd slot(::fcntl(self_fd, F_DUPFD_CLOEXEC, 3));
+  UniqueFd slot(::fcntl(same_as, F_DUPFD_CLOEXEC, 3));
   if (!slot) return UniqueFd();
   long pid = ::syscall(SYS_clone, CLONE_FILES | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (pid < 0) return UniqueFd();
@@ -1347,8 +1343,8 @@ UniqueFd readonly_self(int self_fd) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return UniqueFd();
   struct stat a, b;
   struct statvfs sv;
-  // Must be the same file as the one running, and really read-only now.
-  if (::fstat(slot.get(), &a) != 0 || ::fstat(self_fd, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+  // Must be the same file, and really read-only now.
+  if (::fstat(slot.get(), &a) != 0 || ::fstat(same_as, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)
     return UniqueFd();
   if (::fstatvfs(slot.get(), &sv) != 0 || !(sv.f_flag & ST_RDONLY)) return UniqueFd();
   return slot;
@@ -1363,8 +1359,11 @@ void ensure_sealed_self(char** argv) {
   if (seals >= 0 && (seals & F_SEAL_WRITE)) return;  // already running from the sealed copy
   struct statvfs sv;
   if (::fstatvfs(self.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY)) return;  // read-only mount: nothing can write it
-  if (::getenv("BERTH_SEAL_WITH_MEMFD") == nullptr) {
-    UniqueFd ro = readonly_self(self.get());
+  char path[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n > 0 && ::getenv("BERTH_SEAL_WITH_MEMFD") == nullptr) {
+    path[n] = '\0';
+    UniqueFd ro = read_only_view(path, self.get());
     if (ro) {
       ::syscall(SYS_execveat, ro.get(), "", argv, environ, AT_EMPTY_PATH);
       // Fall through to the memfd copy if the kernel refuses.
@@ -1387,6 +1386,12 @@ void ensure_sealed_self(char** argv) {
     throw_errno("seal memfd");
   ::fexecve(mem.get(), argv, environ);
   throw_errno("re-exec from sealed memfd");
+}
+
+int open_read_only_view(const std::string& path) {
+  UniqueFd file(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (!file) return -1;
+  return read_only_view(path.c_str(), file.get()).release();
 }
 
 }  // namespace berth::runtime

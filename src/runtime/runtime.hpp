@@ -69,6 +69,12 @@ int parse_signal(const std::string& text);
 // container can ever write to the host's berth binary (CVE-2019-5736).
 void ensure_sealed_self(char** argv);
 
+// An O_PATH descriptor of the binary at path, seen through a read-only bind mount made in a
+// throwaway mount namespace: a process exec'ed from it (execveat, AT_EMPTY_PATH) cannot write its
+// own binary, and ensure_sealed_self then has nothing to do. -1 when that is not possible; the
+// caller owns the descriptor (close-on-exec).
+int open_read_only_view(const std::string& path);
+
 // The argv to re-execute with (main's own, before any command was stripped).
 void set_reexec_argv(char** argv);
 

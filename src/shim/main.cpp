@@ -354,6 +354,11 @@ class Shim {
   Options o_;
   int sync_fd_;
   UniqueFd dir_fd_, lock_fd_, listen_fd_, sig_fd_, null_fd_;
+  // The runtime binary through a read-only bind mount (runtime::open_read_only_view), made at the
+  // first spawn: the runtime exec'ed from it skips its own protective re-exec (one exec fewer
+  // per create, and per health check).
+  UniqueFd runtime_view_;
+  bool runtime_view_tried_ = false;
   std::string attach_path_;
   std::unique_ptr<LogPump> log_;
   std::vector<std::unique_ptr<Client>> clients_;
@@ -446,6 +451,11 @@ std::vector<std::string> Shim::runtime_args(std::initializer_list<std::string> a
 // fork + exec with the given fds as stdin/stdout/stderr (-1: /dev/null). Everything the child
 // touches is prepared before fork: the log writer thread may hold the allocator's lock.
 pid_t Shim::spawn(std::vector<std::string> args, int in, int out, int err) {
+  if (!runtime_view_tried_ && args[0] == o_.runtime) {
+    runtime_view_tried_ = true;
+    runtime_view_ = UniqueFd(runtime::open_read_only_view(o_.runtime));
+  }
+  const int exe = args[0] == o_.runtime ? runtime_view_.get() : -1;
   std::vector<char*> argv = c_argv(args);
   int fds[3] = {in >= 0 ? in : null_fd_.get(), out >= 0 ? out : null_fd_.get(), err >= 0 ? err : null_fd_.get()};
   pid_t pid = ::fork();
@@ -455,6 +465,7 @@ pid_t Shim::spawn(std::vector<std::string> args, int in, int out, int err) {
     // All our fds are >= 3 (0-2 are /dev/null or shim.log), so dup2 never overwrites a source.
     for (int i = 0; i < 3; ++i)
       if (::dup2(fds[i], i) < 0) _exit(125);
+    if (exe >= 0) ::syscall(SYS_execveat, exe, "", argv.data(), environ, AT_EMPTY_PATH);
     ::execve(argv[0], argv.data(), environ);
     const char msg[] = "berth-shim: exec runtime failed\n";
     (void)!::write(2, msg, sizeof msg - 1);

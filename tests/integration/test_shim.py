@@ -5,6 +5,7 @@ log and the attach socket, with a private --runtime-root.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -353,6 +354,25 @@ def test_wait_attach_misses_no_output(shims, bundle):
     assert client.read_frame() is None  # the shim closes the connection after the final exit
     client.close()
     assert run.wait_status("exited")["exit_code"] == 5
+
+
+def test_init_runs_from_a_read_only_view_of_the_runtime(shims, bundle):
+    """Before start, the container's pid 1 is still the runtime's binary (CVE-2019-5736): the shim
+    execs the runtime from a read-only bind mount, so that binary cannot be written through
+    /proc/PID/exe, and the runtime need not re-exec itself to get there."""
+    bundle.sh("echo ran")
+    run = shims.start(bundle, "--wait-attach")
+    pid = run.sync["pid"]
+    exe = f"/proc/{pid}/exe"
+    assert os.path.samefile(exe, bt.RUNTIME_PATH)
+    assert os.statvfs(exe).f_flag & os.ST_RDONLY, "the init's binary is writable"
+    with pytest.raises(OSError) as e:
+        open(exe, "ab").close()
+    assert e.value.errno in (errno.EROFS, errno.ETXTBSY), e.value
+    client = Attach(run.attach_path)
+    out, exit_frame = client.until_exit()
+    client.close()
+    assert out[STDOUT] == b"ran\n" and exit_frame == {"exit_code": 0}
 
 
 def test_container_killed_before_start_is_not_restarted(shims, bundle):
