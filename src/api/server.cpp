@@ -8,11 +8,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "api/server.hpp"
@@ -303,6 +305,31 @@ Listener listen_tcp(const std::string& host) {
   return {std::move(fd), "", host};
 }
 
+// getgrnam in a short-lived child: the lookup loads NSS modules (libnss_systemd and what it
+// needs, ~0.3 MiB resident here) that the long-lived server would otherwise carry for nothing.
+std::optional<gid_t> group_id(const char* name) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2");
+  UniqueFd r(p[0]), w(p[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    const group* g = ::getgrnam(name);
+    gid_t gid = g ? g->gr_gid : 0;
+    _exit(g && ::write(w.get(), &gid, sizeof gid) == sizeof gid ? 0 : 1);
+  }
+  w.reset();
+  gid_t gid = 0;
+  ssize_t n;
+  while ((n = ::read(r.get(), &gid, sizeof gid)) < 0 && errno == EINTR) {
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (n != static_cast<ssize_t>(sizeof gid)) return std::nullopt;
+  return gid;
+}
+
 Listener listen_unix(const std::string& path) {
   if (path.empty()) throw Error("unix socket path is empty");
   mkdir_p(path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/')).empty()
@@ -329,8 +356,7 @@ Listener listen_unix(const std::string& path) {
   int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old);
   if (rc != 0) throw_errno("bind " + path);
-  gid_t gid = 0;
-  if (group* g = ::getgrnam("berth")) gid = g->gr_gid;
+  gid_t gid = group_id("berth").value_or(0);
   if (::chown(path.c_str(), 0, gid) != 0) throw_errno("chown " + path);
   if (::chmod(path.c_str(), gid != 0 ? 0660 : 0600) != 0) throw_errno("chmod " + path);
   if (::listen(fd.get(), 1024) != 0) throw_errno("listen " + path);

@@ -1,6 +1,7 @@
 """`berth serve` driven by the real docker CLI and by raw HTTP: the API is what clients see."""
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pty
@@ -8,13 +9,15 @@ import re
 import resource
 import select
 import socket
+import stat
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from apitest import api, engine, busybox_tar  # noqa: F401 (fixtures)
+from apitest import ApiServer, api, engine, busybox_tar  # noqa: F401 (fixtures)
 
 
 # --- system ---------------------------------------------------------------------------------
@@ -34,6 +37,39 @@ def test_ping_and_version_negotiation(api):
     assert status == 400 and b"too old" in body
     out = api.docker_ok("version", "--format", "{{.Server.APIVersion}}")
     assert out.strip() == "1.41"
+
+
+def _socket_owner_and_mode(server) -> tuple[int, int, int]:
+    st = os.stat(server.sock)
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def test_unix_socket_is_root_only_or_open_to_group_berth(engine):
+    """Mode 0600 root:root without a `berth` group, 0660 root:berth with one; the group is looked
+    up without loading NSS modules into the long-lived server."""
+    try:
+        existing = grp.getgrnam("berth").gr_gid
+    except KeyError:
+        existing = None
+    server = ApiServer(engine)
+    try:
+        want = (0o600, 0, 0) if existing is None else (0o660, 0, existing)
+        assert _socket_owner_and_mode(server) == want
+        assert "libnss_" not in Path(f"/proc/{server.pid}/maps").read_text()
+    finally:
+        server.cleanup()
+    if existing is not None:
+        return
+    subprocess.run(["groupadd", "--system", "berth"], check=True, capture_output=True)
+    try:
+        gid = grp.getgrnam("berth").gr_gid
+        server = ApiServer(engine)
+        try:
+            assert _socket_owner_and_mode(server) == (0o660, 0, gid)
+        finally:
+            server.cleanup()
+    finally:
+        subprocess.run(["groupdel", "berth"], check=True, capture_output=True)
 
 
 def test_unknown_path_and_method(api):
