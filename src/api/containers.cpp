@@ -524,30 +524,22 @@ void attach(Call& call) {
   ::shutdown(call.conn.fd(), SHUT_WR);
 }
 
-// GET /containers/{id}/top: the processes in the container's cgroup, as `ps -ef` columns.
+// GET /containers/{id}/top?ps_args=: the host's `ps` (default -ef), the container's processes.
 void top(Call& call) {
   auto& eng = call.engine();
   Container c = eng.get(call.params[0]);
   if (!c.running()) throw HttpError(409, "Container " + c.id + " is not running");
-  json procs = json::array();
-  for (int pid : engine::cgroup_pids(c.id)) {
-    std::string dir = "/proc/" + std::to_string(pid);
-    std::string cmd;
-    if (auto text = read_file_if_exists(dir + "/cmdline")) {
-      for (char ch : *text) cmd.push_back(ch == '\0' ? ' ' : ch);
-      while (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
-    }
-    std::string ppid = "0", uid = "0";
-    if (auto status = read_file_if_exists(dir + "/status")) {
-      std::istringstream lines(*status);
-      for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("PPid:", 0) == 0) ppid = std::to_string(std::atoi(line.c_str() + 5));
-        if (line.rfind("Uid:", 0) == 0) uid = std::to_string(std::atoi(line.c_str() + 4));
-      }
-    }
-    procs.push_back({uid, std::to_string(pid), ppid, "0", "", "?", "00:00:00", cmd});
+  std::vector<std::string> args;
+  // docker splits ps_args on single spaces
+  std::string ps_args = call.req.q("ps_args");
+  for (size_t pos = 0; !ps_args.empty();) {
+    size_t sp = ps_args.find(' ', pos);
+    args.push_back(ps_args.substr(pos, sp == std::string::npos ? std::string::npos : sp - pos));
+    if (sp == std::string::npos) break;
+    pos = sp + 1;
   }
-  call.conn.json(200, {{"Titles", {"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"}}, {"Processes", procs}});
+  engine::ProcessTable table = engine::container_top(c.id, args);
+  call.conn.json(200, {{"Titles", table.titles}, {"Processes", table.processes}});
 }
 
 void changes(Call& call) {

@@ -90,28 +90,6 @@ std::string tabwrite_min(const std::vector<std::vector<std::string>>& rows, size
   return out;
 }
 
-std::vector<std::string> fields_of(const std::string& line) {
-  std::vector<std::string> out;
-  std::istringstream in(line);
-  std::string f;
-  while (in >> f) out.push_back(f);
-  return out;
-}
-
-std::string find_in_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
-  std::istringstream in(p);
-  std::string dir;
-  while (std::getline(in, dir, ':')) {
-    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  for (const char* d : {"/usr/bin/", "/bin/"})
-    if (::access((std::string(d) + name).c_str(), X_OK) == 0) return std::string(d) + name;
-  return name;
-}
-
 volatile sig_atomic_t g_interrupted = 0;
 void on_interrupt(int) { g_interrupted = 1; }
 
@@ -227,47 +205,10 @@ int cmd_top(Context& ctx, const Invocation& inv) {
   auto& engine = ctx.engine();
   engine::Container c = engine.get(a.positionals[0]);
   if (!c.running()) throw Error("container " + c.id + " is not running");
-  std::vector<int> pids = engine::cgroup_pids(c.id);
-  std::set<int> wanted(pids.begin(), pids.end());
-  std::vector<std::string> argv = {find_in_path("ps")};
-  if (a.positionals.size() > 1)
-    argv.insert(argv.end(), a.positionals.begin() + 1, a.positionals.end());
-  else
-    argv.push_back("-ef");
-  engine::ProcessResult r = engine::run_process(argv);
-  if (r.status != 0) {
-    std::string err = r.err;
-    while (!err.empty() && err.back() == '\n') err.pop_back();
-    throw Error("ps: exit status " + std::to_string(r.status) + ": " + err);
-  }
-  std::istringstream lines(r.out);
-  std::string line;
-  std::getline(lines, line);
-  std::vector<std::string> titles = fields_of(line);
-  size_t pid_index = titles.size();
-  for (size_t i = 0; i < titles.size(); i++)
-    if (titles[i] == "PID") pid_index = i;
-  if (pid_index == titles.size()) throw Error("Couldn't find PID field in ps output");
-  std::vector<std::vector<std::string>> rows = {titles};
-  while (std::getline(lines, line)) {
-    std::vector<std::string> f = fields_of(line);
-    if (f.size() <= pid_index) continue;
-    std::string pid_text = f[pid_index] == "-" && pid_index + 1 < f.size() ? f[pid_index + 1] : f[pid_index];
-    int pid;
-    try {
-      size_t used = 0;
-      pid = std::stoi(pid_text, &used);
-      if (used != pid_text.size()) throw std::invalid_argument(pid_text);
-    } catch (const std::exception&) {
-      throw Error("Unexpected pid '" + pid_text + "': strconv.Atoi: parsing \"" + pid_text + "\": invalid syntax");
-    }
-    if (!wanted.count(pid)) continue;
-    std::vector<std::string> row(f.begin(), f.begin() + static_cast<long>(std::min(f.size(), titles.size() - 1)));
-    std::string rest;
-    for (size_t i = titles.size() - 1; i < f.size(); i++) rest += (rest.empty() ? "" : " ") + f[i];
-    row.push_back(rest);
-    rows.push_back(row);
-  }
+  engine::ProcessTable table = engine::container_top(
+      c.id, std::vector<std::string>(a.positionals.begin() + 1, a.positionals.end()));
+  std::vector<std::vector<std::string>> rows = {table.titles};
+  rows.insert(rows.end(), table.processes.begin(), table.processes.end());
   std::cout << tabwrite_min(rows, 20);
   return 0;
 }

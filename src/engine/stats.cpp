@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "engine/process.hpp"
+#include "util/error.hpp"
 #include "util/fs.hpp"
 
 namespace berth::engine {
@@ -204,6 +207,77 @@ StatsSample sample_stats(const std::string& id, int pid) {
     }
   }
   return s;
+}
+
+namespace {
+
+std::vector<std::string> fields_of(const std::string& line) {
+  std::vector<std::string> out;
+  std::istringstream in(line);
+  std::string f;
+  while (in >> f) out.push_back(f);
+  return out;
+}
+
+std::string find_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string p = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+  std::istringstream in(p);
+  std::string dir;
+  while (std::getline(in, dir, ':')) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  for (const char* d : {"/usr/bin/", "/bin/"})
+    if (::access((std::string(d) + name).c_str(), X_OK) == 0) return std::string(d) + name;
+  return name;
+}
+
+}  // namespace
+
+ProcessTable container_top(const std::string& id, const std::vector<std::string>& ps_args) {
+  std::vector<int> pids = cgroup_pids(id);
+  std::vector<std::string> argv = {find_in_path("ps")};
+  if (ps_args.empty())
+    argv.push_back("-ef");
+  else
+    argv.insert(argv.end(), ps_args.begin(), ps_args.end());
+  ProcessResult r = run_process(argv);
+  if (r.status != 0) {
+    std::string err = r.err;
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    throw Error("ps: exit status " + std::to_string(r.status) + ": " + err);
+  }
+  std::istringstream lines(r.out);
+  std::string line;
+  std::getline(lines, line);
+  ProcessTable table;
+  table.titles = fields_of(line);
+  size_t pid_index = table.titles.size();
+  for (size_t i = 0; i < table.titles.size(); i++)
+    if (table.titles[i] == "PID") pid_index = i;
+  if (pid_index == table.titles.size()) throw Error("Couldn't find PID field in ps output");
+  while (std::getline(lines, line)) {
+    std::vector<std::string> f = fields_of(line);
+    if (f.size() <= pid_index) continue;
+    std::string pid_text = f[pid_index] == "-" && pid_index + 1 < f.size() ? f[pid_index + 1] : f[pid_index];
+    int pid;
+    try {
+      size_t used = 0;
+      pid = std::stoi(pid_text, &used);
+      if (used != pid_text.size()) throw std::invalid_argument(pid_text);
+    } catch (const std::exception&) {
+      throw Error("Unexpected pid '" + pid_text + "': strconv.Atoi: parsing \"" + pid_text + "\": invalid syntax");
+    }
+    if (!std::binary_search(pids.begin(), pids.end(), pid)) continue;
+    std::vector<std::string> row(f.begin(),
+                                 f.begin() + static_cast<long>(std::min(f.size(), table.titles.size() - 1)));
+    std::string rest;
+    for (size_t i = table.titles.size() - 1; i < f.size(); i++) rest += (rest.empty() ? "" : " ") + f[i];
+    row.push_back(rest);
+    table.processes.push_back(std::move(row));
+  }
+  return table;
 }
 
 }  // namespace berth::engine

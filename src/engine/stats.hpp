@@ -18,6 +18,14 @@ std::string cgroup_dir(const std::string& id, const std::string& controller);
 // The processes in the container's cgroup (and its children), sorted.
 std::vector<int> cgroup_pids(const std::string& id);
 
+// docker's `top`: the host's `ps` with ps_args (none: -ef), its lines for the container's
+// processes only. The last column takes the rest of each line (a command with spaces).
+struct ProcessTable {
+  std::vector<std::string> titles;
+  std::vector<std::vector<std::string>> processes;
+};
+ProcessTable container_top(const std::string& id, const std::vector<std::string>& ps_args);
+
 struct StatsSample {
   bool valid = false;      // the cgroup exists
   uint64_t cpu_ns = 0;     // the container's CPU time

@@ -548,8 +548,14 @@ def test_events_top_stats_diff_df(api):
         time.sleep(0.05)
     assert "C /tmp" in api.docker_ok("diff", "box").splitlines()
     top = api.docker_ok("top", "box")
-    assert top.splitlines()[0].split()[:3] == ["UID", "PID", "PPID"]
-    assert "sleep 1000" in top
+    assert top.splitlines()[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    # the host's ps -ef, as dockerd runs it: a user name and a start time, the command line whole
+    row = [line.split() for line in top.splitlines()[1:] if line.endswith("sleep 1000")]
+    assert len(row) == 1 and row[0][0] == "root" and re.fullmatch(r"\d\d:\d\d|\w{3}\d\d", row[0][4]), top
+    # ps options go to ps (docker top CONTAINER [ps OPTIONS])
+    top = api.docker_ok("top", "box", "-o", "pid,comm")
+    assert [line.split() for line in top.splitlines()][0] == ["PID", "COMMAND"]
+    assert any(line.split()[1:] == ["sleep"] for line in top.splitlines()[1:]), top
     stats = api.docker_ok("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "box")
     assert stats == "box 1\n"
     df = api.docker_ok("system", "df", "--format", "{{.Type}} {{.TotalCount}}")
