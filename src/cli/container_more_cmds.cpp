@@ -205,8 +205,8 @@ int cmd_top(Context& ctx, const Invocation& inv) {
   auto& engine = ctx.engine();
   engine::Container c = engine.get(a.positionals[0]);
   if (!c.running()) throw Error("container " + c.id + " is not running");
-  engine::ProcessTable table = engine::container_top(
-      c.id, std::vector<std::string>(a.positionals.begin() + 1, a.positionals.end()));
+  engine::ProcessTable table =
+      engine::container_top(c.id, std::vector<std::string>(a.positionals.begin() + 1, a.positionals.end()));
   std::vector<std::vector<std::string>> rows = {table.titles};
   rows.insert(rows.end(), table.processes.begin(), table.processes.end());
   std::cout << tabwrite_min(rows, 20);

@@ -270,8 +270,7 @@ ProcessTable container_top(const std::string& id, const std::vector<std::string>
       throw Error("Unexpected pid '" + pid_text + "': strconv.Atoi: parsing \"" + pid_text + "\": invalid syntax");
     }
     if (!std::binary_search(pids.begin(), pids.end(), pid)) continue;
-    std::vector<std::string> row(f.begin(),
-                                 f.begin() + static_cast<long>(std::min(f.size(), table.titles.size() - 1)));
+    std::vector<std::string> row(f.begin(), f.begin() + static_cast<long>(std::min(f.size(), table.titles.size() - 1)));
     std::string rest;
     for (size_t i = table.titles.size() - 1; i < f.size(); i++) rest += (rest.empty() ? "" : " ") + f[i];
     row.push_back(rest);
