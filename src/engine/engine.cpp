@@ -662,11 +662,14 @@ bool wait_shim_gone(Engine& engine, const std::string& id, std::chrono::steady_c
 
 }  // namespace
 
-Container Engine::get(const std::string& ref_in) {
+namespace {
+
+// The row of a container named by ID, name or ID prefix, as stored (get() refreshes it).
+Container lookup(sql::Db& db, const std::string& ref_in) {
   std::string ref = !ref_in.empty() && ref_in[0] == '/' ? ref_in.substr(1) : ref_in;
   if (ref.empty()) throw NotFound("No such container: " + ref_in);
   auto load = [&](const std::string& where, const std::string& value) -> std::optional<Container> {
-    sql::Stmt s(impl_->db, std::string("SELECT ") + kColumns + " FROM containers WHERE " + where);
+    sql::Stmt s(db, std::string("SELECT ") + kColumns + " FROM containers WHERE " + where);
     s.bind(1, value);
     std::optional<Container> found;
     while (s.step()) {
@@ -679,7 +682,7 @@ Container Engine::get(const std::string& ref_in) {
   if (!c) c = load("name=?", ref);
   if (!c && ref.find_first_not_of("0123456789abcdef") == std::string::npos) {
     // An ID prefix: a range scan of the primary key.
-    sql::Stmt s(impl_->db, std::string("SELECT ") + kColumns + " FROM containers WHERE id >= ? AND id < ?");
+    sql::Stmt s(db, std::string("SELECT ") + kColumns + " FROM containers WHERE id >= ? AND id < ?");
     std::string upper = ref;
     upper.back() = static_cast<char>(upper.back() + 1);
     s.bind(1, ref).bind(2, upper);
@@ -690,8 +693,15 @@ Container Engine::get(const std::string& ref_in) {
   }
   if (!c || c->state == "creating" || c->state == "removing" || c->state == "removing-volumes")
     throw NotFound("No such container: " + ref_in);
-  refresh(*this, impl_->db, *c);
   return std::move(*c);
+}
+
+}  // namespace
+
+Container Engine::get(const std::string& ref) {
+  Container c = lookup(impl_->db, ref);
+  refresh(*this, impl_->db, c);
+  return c;
 }
 
 bool Engine::exists(const std::string& id) {
@@ -1452,24 +1462,29 @@ void Engine::kill(const std::string& ref, int sig) {
 }
 
 void Engine::remove(const std::string& ref, bool force, bool volumes) {
-  Container c = get(ref);
-  ContainerLock lock(root_, c.id, true);
-  c = get(c.id);
+  const std::string id = lookup(impl_->db, ref).id;
+  ContainerLock lock(root_, id, true);
+  // Recording an exit the row does not know yet and marking the removal: one commit.
+  std::optional<sql::Transaction> tx(std::in_place, impl_->db);
+  Container c = get(id);
   if (c.running()) {
     if (!force)
       throw StatusError("cannot remove container \"/" + c.name +
                             "\": container is running: stop the container before removing or force remove",
                         1);
+    tx.reset();  // not held while the container is killed
     write_file(state_dir(c.id) + "/stop", "", O_CREAT | O_WRONLY | O_TRUNC);
     if (c.state == "paused") run_process({runtime_path(), "--root", runtime_root(), "resume", c.id});
     signal_container(*this, c, SIGKILL);
     wait_shim_gone(*this, c.id, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    tx.emplace(impl_->db);
     c = get(c.id);
   }
   sql::Stmt(impl_->db, "UPDATE containers SET state=? WHERE id=?")
       .bind(1, volumes ? "removing-volumes" : "removing")
       .bind(2, c.id)
       .run();
+  tx->commit();
   fault_point("rm.mark");
   std::vector<std::pair<std::string, bool>> vols;
   {
