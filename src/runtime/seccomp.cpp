@@ -235,7 +235,7 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
-constexpr char kCacheMagic[8] = {'B', 'S', 'E', 'C', 'C', 'M', 'P', '2'};  // 2: binary-tree filters
+constexpr char kCacheMagic[8] = {'B', 'S', 'E', 'C', 'C', 'M', 'P', '1'};
 
 }  // namespace
 
@@ -312,11 +312,6 @@ std::unique_ptr<BpfProgram> compile_bpf(const Seccomp& spec) {
   // without it the init loads the filter while it still has CAP_SYS_ADMIN.
   if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0); rc < 0)
     throw_rc("seccomp: clear no_new_privs attribute", rc);
-  // A binary search over syscall numbers instead of libseccomp's default linear chain: the
-  // kernel walks the whole filter once per syscall number and architecture when it is loaded
-  // (to build its allow-cache), and on every syscall the cache does not cover.
-  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0)
-    throw_rc("seccomp: ask for a binary-tree filter", rc);
 
   for (const std::string& name : spec.architectures) {
     const int rc = seccomp_arch_add(ctx.get(), to_arch(name));
