@@ -199,7 +199,7 @@ int cmd_run(Context& ctx, const Invocation& inv) {
   engine::Container c = engine.get(id);
   const json& config = c.config["Config"];
   bool detach = a.has("detach") && a.get("detach") != "false";
-  bool auto_remove = c.config["HostConfig"].value("AutoRemove", false);
+  bool auto_remove = c.auto_remove();
   if (detach) {
     try {
       engine.start(id);

@@ -647,9 +647,7 @@ std::unique_ptr<Tree> container_tree(Engine& engine, const Container& c, const s
   if (::stat(rootfs.c_str(), &rst) < 0) throw_errno("stat " + rootfs);
   // After a reboot a stopped container's rootfs is not mounted (start mounts it again).
   if (dst.st_dev == rst.st_dev && !lowers.empty())
-    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", rootfs,
-                           c.config.is_object() && c.config.contains("HostConfig") &&
-                               c.config["HostConfig"].is_object() && c.config["HostConfig"].value("AutoRemove", false));
+    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", rootfs, c.auto_remove());
   std::vector<MountPoint> mounts = {{"/etc/resolv.conf", dir + "/resolv.conf", false},
                                     {"/etc/hostname", dir + "/hostname", false},
                                     {"/etc/hosts", dir + "/hosts", false}};

@@ -698,6 +698,11 @@ Container lookup(sql::Db& db, const std::string& ref_in) {
 
 }  // namespace
 
+bool Container::auto_remove() const {
+  const auto hc = config.is_object() ? config.find("HostConfig") : config.end();
+  return hc != config.end() && hc->is_object() && hc->value("AutoRemove", false);
+}
+
 Container Engine::get(const std::string& ref) {
   Container c = lookup(impl_->db, ref);
   refresh(*this, impl_->db, c);
@@ -1236,8 +1241,7 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
     auto image = impl_->images.get(c.image_id);
     std::vector<std::string> lowers;
     for (size_t i = image.layers.size(); i-- > 0;) lowers.push_back(impl_->images.layer_dir(image.layers[i].chain_id));
-    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", dir + "/rootfs",
-                           c.config["HostConfig"].value("AutoRemove", false));
+    storage::mount_overlay(lowers, dir + "/upper", dir + "/work", dir + "/rootfs", c.auto_remove());
   }
   {
     std::vector<std::string> names;
@@ -1319,7 +1323,7 @@ void Engine::start(const std::string& ref, const StartOptions& options) {
   if (options.wait_attach) args.push_back("--wait-attach");
   std::string restart = restart_policy_arg(host_config);
   if (restart != "no") args.insert(args.end(), {"--restart", restart});
-  if (host_config.value("AutoRemove", false))
+  if (c.auto_remove())
     args.insert(args.end(),
                 {"--exit-command", berth_path(), "--exit-arg", "--root", "--exit-arg", root_, "--exit-arg", "rm",
                  "--exit-arg", "-v", "--exit-arg", c.id, "--removal-claim", removal_claim_path(root_, c.id)});

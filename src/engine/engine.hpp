@@ -68,6 +68,8 @@ struct Container {
   nlohmann::json health;  // docker's State.Health from the shim's status.json (null: none); not in the DB
 
   bool running() const { return state == "running" || state == "paused" || state == "restarting"; }
+  // HostConfig.AutoRemove (--rm): removed when it exits, its writable layer never written back.
+  bool auto_remove() const;
 };
 
 struct StartOptions {
