@@ -56,10 +56,13 @@ std::vector<std::string> expand_words(std::string_view words, const std::vector<
 
 // buildkit's parseWords: splits on unquoted whitespace, keeping quotes and escapes in the words.
 std::vector<std::string> parse_words(std::string_view rest);
+std::vector<std::string> parse_words(std::string_view rest, char escape);
 // A JSON array of strings (the exec form), or nullopt when rest is not one; throws for non-strings.
 std::optional<std::vector<std::string>> parse_json_array(std::string_view rest);
 // ENV / LABEL / ARG-style "k=v k2=v2" (or the legacy "KEY value" form), quotes kept for expansion.
 std::vector<std::pair<std::string, std::string>> parse_name_values(const std::string& rest, const std::string& keyword);
+std::vector<std::pair<std::string, std::string>> parse_name_values(const std::string& rest, const std::string& keyword,
+                                                                   char escape);
 // BFlags.Parse: "--name=value" for names in string_flags, "--name" or "--name=true|false" for names
 // in bool_flags ("true"/"false" in the map). Throws "unknown flag: NAME".
 std::map<std::string, std::string> parse_instruction_flags(const std::vector<std::string>& flags,
@@ -77,6 +80,14 @@ std::string clean_absolute_path(const std::string& path);
 // it resets Cmd to null). Throws Error with docker's message for bad arguments.
 void apply_config_instruction(nlohmann::ordered_json& config, const DockerfileInstruction& instruction,
                               const std::vector<std::string>& expansion_env, bool& cmd_set, char escape = '\\');
+// Throws what apply_config_instruction would for arguments that are wrong whatever the config
+// (docker parses every instruction before it dispatches any).
+void check_config_instruction(const DockerfileInstruction& instruction, char escape = '\\');
+// The config's "Env" entries ("KEY=value"), empty when it has none.
+std::vector<std::string> config_env(const nlohmann::ordered_json& config);
+// The config with its keys in the order docker marshals container.Config (unknown keys last);
+// apply_config_instruction keeps config in this order.
+nlohmann::ordered_json docker_config_order(const nlohmann::ordered_json& config);
 
 // .dockerignore, as moby's patternmatcher reads it: one pattern a line, "#" comments, blank lines
 // ignored, patterns cleaned (filepath.Clean) with a leading "/" dropped, Go filepath.Match syntax
@@ -85,6 +96,7 @@ void apply_config_instruction(nlohmann::ordered_json& config, const DockerfileIn
 class DockerIgnore {
  public:
   DockerIgnore() = default;
+  // Throws Error for a malformed pattern ("syntax error in pattern: [a") and for a lone "!".
   explicit DockerIgnore(std::string_view file_text);
   // rel: a path relative to the context root, "/"-separated, no leading "/" ("src/a.c").
   bool excluded(std::string_view rel) const;
@@ -95,8 +107,8 @@ class DockerIgnore {
 
  private:
   struct Pattern {
-    std::string text;  // cleaned, without "!"
-    bool exclusion = true;
+    std::string text;       // cleaned, without "!"
+    bool exclusion = true;  // false for a "!" exception
   };
   std::vector<Pattern> patterns_;
 };
