@@ -1,5 +1,5 @@
-// Dockerfile syntax as buildkit's parser and shell lexer read it, and docker's dispatchers for the
-// instructions that only change the container config.
+// Dockerfile syntax as buildkit's parser and shell lexer read it, docker's dispatchers for the
+// instructions that only change the container config, and moby's .dockerignore matching.
 #include "image/dockerfile.hpp"
 
 #include <algorithm>
@@ -692,6 +692,119 @@ ojson with_shell(const ojson& config, const std::vector<std::string>& args, bool
   return out;
 }
 
+// One element of a .dockerignore pattern. moby compiles patterns to regular expressions; this is
+// the same language: "*" and "?" stop at "/", "**" crosses directories.
+struct GlobPart {
+  enum Kind { kChar, kOne, kStar, kDirs, kAll, kClass } kind = kChar;
+  char ch = 0;
+  bool negated = false;                       // kClass: "[^…]"
+  std::vector<std::pair<char, char>> ranges;  // kClass
+};
+
+// Throws for what Go's filepath.Match calls a bad pattern: an unclosed or empty class, a class
+// item starting with "-" or "]", a trailing "\".
+std::vector<GlobPart> compile_glob(std::string_view p) {
+  auto bad = [&]() -> void { throw Error("syntax error in pattern: " + std::string(p)); };
+  auto escaped_char = [&](size_t& i) {
+    if (i >= p.size() || p[i] == '-' || p[i] == ']') bad();
+    if (p[i] == '\\' && ++i >= p.size()) bad();
+    return p[i++];
+  };
+  std::vector<GlobPart> parts;
+  for (size_t i = 0; i < p.size();) {
+    GlobPart part;
+    char ch = p[i++];
+    if (ch == '*' && i < p.size() && p[i] == '*') {
+      i++;
+      if (i < p.size() && p[i] == '/') i++;
+      part.kind = i == p.size() ? GlobPart::kAll : GlobPart::kDirs;
+    } else if (ch == '*') {
+      part.kind = GlobPart::kStar;
+    } else if (ch == '?') {
+      part.kind = GlobPart::kOne;
+    } else if (ch == '\\') {
+      if (i == p.size()) bad();
+      part.ch = p[i++];
+    } else if (ch == '[') {
+      part.kind = GlobPart::kClass;
+      if (i < p.size() && p[i] == '^') {
+        part.negated = true;
+        i++;
+      }
+      while (part.ranges.empty() || i >= p.size() || p[i] != ']') {
+        char lo = escaped_char(i);
+        char hi = lo;
+        if (i < p.size() && p[i] == '-') hi = escaped_char(++i);
+        part.ranges.emplace_back(lo, hi);
+      }
+      i++;
+    } else {
+      part.ch = ch;
+    }
+    parts.push_back(std::move(part));
+  }
+  return parts;
+}
+
+// The bytes of the UTF-8 character at s[i]: "?" matches a character, as in moby's regexps.
+size_t utf8_length(std::string_view s, size_t i) {
+  auto b = static_cast<unsigned char>(s[i]);
+  size_t n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+  return std::min(n, s.size() - i);
+}
+
+bool glob_match(const std::vector<GlobPart>& parts, std::string_view s) {
+  size_t n = s.size();
+  // rest[j]: whether the parts after the current one match s[j..].
+  std::vector<char> rest(n + 1, 0), cur(n + 1, 0);
+  rest[n] = 1;
+  for (size_t i = parts.size(); i-- > 0;) {
+    const GlobPart& p = parts[i];
+    bool dirs = false;  // kDirs: some s[j..k) ending in "/" is followed by a match of the rest
+    for (size_t j = n + 1; j-- > 0;) {
+      bool ok = false;
+      bool more = j < n;
+      switch (p.kind) {
+        case GlobPart::kChar:
+          ok = more && s[j] == p.ch && rest[j + 1];
+          break;
+        case GlobPart::kOne:
+          ok = more && s[j] != '/' && rest[j + utf8_length(s, j)];
+          break;
+        case GlobPart::kClass: {
+          bool in = more && std::any_of(p.ranges.begin(), p.ranges.end(),
+                                        [&](const auto& r) { return r.first <= s[j] && s[j] <= r.second; });
+          ok = more && in != p.negated && rest[j + 1];
+          break;
+        }
+        case GlobPart::kStar:
+          ok = rest[j] || (more && s[j] != '/' && cur[j + 1]);
+          break;
+        case GlobPart::kAll:
+          ok = rest[j] || (more && cur[j + 1]);
+          break;
+        case GlobPart::kDirs:
+          dirs = dirs || (more && s[j] == '/' && rest[j + 1]);
+          ok = rest[j] || dirs;
+          break;
+      }
+      cur[j] = ok;
+    }
+    rest.swap(cur);
+  }
+  return rest[0];
+}
+
+// moby's Pattern.match. A pattern that is "**" and then plain text is a suffix test there (so
+// "**.log" matches "a/b.log"), not the regular expression the rest get.
+bool pattern_matches(const std::string& pattern, std::string_view path) {
+  if (pattern.starts_with("**") && pattern.find_first_of("*?[]\\", 2) == std::string::npos) {
+    std::string_view suffix = std::string_view(pattern).substr(2);
+    return path.ends_with(suffix) || (suffix.front() == '/' && path == suffix.substr(1));
+  }
+  return glob_match(compile_glob(pattern), path);
+}
+
 }  // namespace
 
 ojson docker_config_order(const ojson& config) {
@@ -893,6 +1006,47 @@ void apply_config_instruction(ojson& config, const DockerfileInstruction& instru
     config["Shell"] = c.args;
   }
   config = docker_config_order(config);
+}
+
+DockerIgnore::DockerIgnore(std::string_view file_text) {
+  Lines lines(strip_bom(file_text));
+  while (auto raw = lines.next()) {
+    std::string_view line = without_newline(*raw);
+    if (line.starts_with("#")) continue;
+    std::string_view t = trim(line);
+    if (t.empty()) continue;
+    Pattern pattern;
+    if (t.front() == '!') {
+      pattern.exclusion = false;
+      t = trim(t.substr(1));
+      if (t.empty()) throw Error("illegal exclusion pattern: \"!\"");
+    }
+    pattern.text = storage::clean_path(t);
+    if (pattern.text.size() > 1 && pattern.text.front() == '/') pattern.text.erase(0, 1);
+    if (pattern.text == ".") continue;  // the context root, which docker never excludes
+    compile_glob(pattern.text);
+    patterns_.push_back(std::move(pattern));
+  }
+}
+
+bool DockerIgnore::excluded(std::string_view rel) const {
+  std::string file = storage::clean_path(rel);
+  if (file == "." || file == "/") return false;
+  // As MatchesOrParentMatches: a pattern also matches the path when it matches a parent directory;
+  // a normal pattern is only tried while the path is not excluded, an exception only while it is.
+  bool matched = false;
+  for (const auto& p : patterns_) {
+    if (p.exclusion == matched) continue;
+    bool match = pattern_matches(p.text, file);
+    for (size_t slash = file.find('/'); !match && slash != std::string::npos; slash = file.find('/', slash + 1))
+      match = pattern_matches(p.text, std::string_view(file).substr(0, slash));
+    if (match) matched = p.exclusion;
+  }
+  return matched;
+}
+
+bool DockerIgnore::has_exceptions() const {
+  return std::any_of(patterns_.begin(), patterns_.end(), [](const Pattern& p) { return !p.exclusion; });
 }
 
 }  // namespace berth::image

@@ -1,5 +1,5 @@
-// Dockerfile syntax (expected values follow buildkit's parser and shell lexer and moby's
-// dispatchers).
+// Dockerfile syntax (expected values follow buildkit's parser and shell lexer, moby's dispatchers
+// and moby's patternmatcher for .dockerignore).
 #include <gtest/gtest.h>
 
 #include <tuple>
@@ -346,4 +346,92 @@ TEST(DockerfileConfig, EscapeAndRefusals) {
   EXPECT_EQ(refusal("CMD --x=1 true"), "unknown flag: x");
   EXPECT_EQ(error_of([] { check_config_instruction(one("EXPOSE")); }), "EXPOSE requires at least one argument");
   EXPECT_EQ(error_of([] { check_config_instruction(one("EXPOSE 80")); }), "(no error)");
+}
+
+TEST(DockerIgnore, PatternsAsMobyMatchesThem) {
+  DockerIgnore ig(
+      "# a comment\n"
+      "*.o\n"
+      "**/*.log\n"
+      "build/\n"
+      "!build/keep\n"
+      "/abs\n"
+      "doc?.txt\n"
+      "img[0-9].png\n"
+      "x[^a]y\n"
+      "\\*star\n"
+      "a/**/b\n"
+      "\n"
+      "  spaced  \r\n"
+      "./dot/../cleaned\n");
+  EXPECT_FALSE(ig.empty());
+  EXPECT_TRUE(ig.has_exceptions());
+  // "*" and "?" stay within a path segment.
+  EXPECT_TRUE(ig.excluded("a.o"));
+  EXPECT_FALSE(ig.excluded("src/a.o"));
+  EXPECT_TRUE(ig.excluded("doc1.txt"));
+  EXPECT_FALSE(ig.excluded("doc12.txt"));
+  EXPECT_FALSE(ig.excluded("doc/.txt"));
+  // "**" is any number of segments, none included.
+  EXPECT_TRUE(ig.excluded("x.log"));
+  EXPECT_TRUE(ig.excluded("a/b/x.log"));
+  EXPECT_TRUE(ig.excluded("a/b"));
+  EXPECT_TRUE(ig.excluded("a/x/y/b"));
+  EXPECT_FALSE(ig.excluded("a/xb"));
+  // A directory pattern excludes what is below it, except what an exception includes again.
+  EXPECT_TRUE(ig.excluded("build"));
+  EXPECT_TRUE(ig.excluded("build/x/y"));
+  EXPECT_FALSE(ig.excluded("build/keep"));
+  EXPECT_FALSE(ig.excluded("build/keep/file"));
+  EXPECT_FALSE(ig.excluded("builder"));
+  // A leading "/" is the context root.
+  EXPECT_TRUE(ig.excluded("abs"));
+  EXPECT_TRUE(ig.excluded("abs/x"));
+  EXPECT_FALSE(ig.excluded("x/abs"));
+  // Classes and escapes.
+  EXPECT_TRUE(ig.excluded("img5.png"));
+  EXPECT_FALSE(ig.excluded("imga.png"));
+  EXPECT_TRUE(ig.excluded("xby"));
+  EXPECT_FALSE(ig.excluded("xay"));
+  EXPECT_TRUE(ig.excluded("*star"));
+  EXPECT_FALSE(ig.excluded("astar"));
+  // Lines are trimmed and patterns cleaned.
+  EXPECT_TRUE(ig.excluded("spaced"));
+  EXPECT_TRUE(ig.excluded("cleaned"));
+  EXPECT_FALSE(ig.excluded("# a comment"));
+  EXPECT_FALSE(ig.excluded("README.md"));
+  EXPECT_TRUE(ig.excluded("./a.o"));
+}
+
+TEST(DockerIgnore, LastMatchWins) {
+  DockerIgnore exception_last("*.md\n!README.md\n");
+  EXPECT_TRUE(exception_last.excluded("a.md"));
+  EXPECT_FALSE(exception_last.excluded("README.md"));
+  DockerIgnore pattern_last("*.md\n!README.md\nREADME*\n");
+  EXPECT_TRUE(pattern_last.excluded("README.md"));
+  // Everything but one directory.
+  DockerIgnore all_but("*\n!src\n");
+  EXPECT_TRUE(all_but.excluded("Makefile"));
+  EXPECT_FALSE(all_but.excluded("src/main.c"));
+  EXPECT_FALSE(DockerIgnore("!x\n").excluded("x"));
+}
+
+TEST(DockerIgnore, SpecialPatterns) {
+  // "**" then plain text is a suffix test in moby.
+  EXPECT_TRUE(DockerIgnore("**.tmp").excluded("a/b.tmp"));
+  EXPECT_TRUE(DockerIgnore("**").excluded("anything/at/all"));
+  // "dir/**" matches what is inside dir (and so, through the parent rule, all below it).
+  DockerIgnore inside("docs/**");
+  EXPECT_TRUE(inside.excluded("docs/a/b"));
+  EXPECT_FALSE(inside.excluded("docs"));
+  // "." and "" name the context root, which is never excluded.
+  EXPECT_TRUE(DockerIgnore(".\n./\n\n   \n").empty());
+  EXPECT_FALSE(DockerIgnore("*").excluded("."));
+  EXPECT_FALSE(DockerIgnore().excluded("a"));
+  EXPECT_FALSE(DockerIgnore("a\n").has_exceptions());
+
+  EXPECT_EQ(error_of([] { DockerIgnore("[a"); }), "syntax error in pattern: [a");
+  EXPECT_EQ(error_of([] { DockerIgnore("a\\"); }), "syntax error in pattern: a\\");
+  EXPECT_EQ(error_of([] { DockerIgnore("[]a]"); }), "syntax error in pattern: []a]");
+  EXPECT_EQ(error_of([] { DockerIgnore("!"); }), "illegal exclusion pattern: \"!\"");
 }
