@@ -26,7 +26,10 @@ image::ImageRecord find_image(Call& call, const std::string& name) {
 void list(Call& call) {
   auto& store = call.images();
   json out = json::array();
+  bool all = call.req.flag("all");
   for (const auto& img : store.list()) {
+    // A build's intermediate images (untagged, with children) show only with all=1, as docker's.
+    if (!all && img.repo_tags.empty() && img.repo_digests.empty() && !store.children(img.id).empty()) continue;
     json cfg = json::parse(img.config, nullptr, false);
     int64_t created = cfg.is_object() && cfg.contains("created") && cfg["created"].is_string()
                           ? image::parse_rfc3339(cfg["created"].get<std::string>())
@@ -38,7 +41,7 @@ void list(Call& call) {
     for (const auto& t : img.repo_tags) tags.push_back(image::familiar_ref(t));
     for (const auto& d : img.repo_digests) digests.push_back(image::familiar_ref(d));
     out.push_back({{"Id", img.id},
-                   {"ParentId", ""},
+                   {"ParentId", img.parent},
                    {"RepoTags", tags},
                    {"RepoDigests", digests},
                    {"Created", created},
@@ -251,10 +254,22 @@ void remove(Call& call) {
   if (full_ref.empty() && names > 1 && !force)
     throw HttpError(409, "conflict: unable to delete " + image::short_id(img.id) +
                              " (must be forced) - image is referenced in multiple repositories");
-  for (const auto& n : img.repo_tags) out.push_back({{"Untagged", image::familiar_ref(n)}});
-  for (const auto& n : img.repo_digests) out.push_back({{"Untagged", image::familiar_ref(n)}});
-  store.delete_image(img.id);
-  out.push_back({{"Deleted", img.id}});
+  bool has_children = !store.children(img.id).empty();
+  if (has_children && full_ref.empty())
+    throw HttpError(409, "conflict: unable to delete " + image::short_id(img.id) +
+                             " (cannot be forced) - image has dependent child images");
+  for (const auto& n : img.repo_tags) {
+    out.push_back({{"Untagged", image::familiar_ref(n)}});
+    if (has_children) store.remove_ref(n);
+  }
+  for (const auto& n : img.repo_digests) {
+    out.push_back({{"Untagged", image::familiar_ref(n)}});
+    if (has_children) store.remove_ref(n);
+  }
+  // An image with children (a build's parent) stays, untagged, while they exist.
+  if (!has_children)
+    for (const auto& id : store.delete_image_and_parents(img.id, !call.req.flag("noprune")))
+      out.push_back({{"Deleted", id}});
   call.conn.json(200, out);
 }
 

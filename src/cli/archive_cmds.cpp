@@ -1,4 +1,4 @@
-// Image archive commands: save, load, import.
+// Image archive commands: save, load, import, commit.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +8,8 @@
 #include <optional>
 
 #include "cli/handlers.hpp"
+#include "engine/commit.hpp"
+#include "engine/engine.hpp"
 #include "image/archive.hpp"
 #include "image/reference.hpp"
 #include "image/store.hpp"
@@ -131,6 +133,30 @@ int cmd_import(Context& ctx, const Invocation& inv) {
   }
   image::ImageRecord rec = image::import_image(ctx.images(), fd, o);
   std::cout << rec.id << "\n";
+  return 0;
+}
+
+int cmd_commit(Context& ctx, const Invocation& inv) {
+  CommandHelp help{"berth commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
+                   "Create a new image from a container's changes",
+                   {{"author", 'a', true, "Author (e.g., \"John Hannibal Smith <hannibal@a-team.com>\")", "string"},
+                    {"change", 'c', true, "Apply Dockerfile instruction to the created image", "list"},
+                    {"message", 'm', true, "Commit message", "string"},
+                    {"pause", 'p', false, "Pause container during commit (default true)", ""}}};
+  ParsedArgs a = parse_command(inv, help);
+  require_args(inv, a, 1, 2);
+  engine::CommitRequest r;
+  r.container = a.positionals[0];
+  if (a.positionals.size() > 1) r.reference = a.positionals[1];
+  r.author = a.get("author");
+  r.message = a.get("message");
+  r.changes = a.all("change");
+  for (size_t i = inv.start; i < inv.args.size(); i++) {  // a default-true bool: only "=false" turns it off
+    const std::string& arg = inv.args[i];
+    if (arg.rfind("--pause=", 0) == 0) r.pause = parse_bool(arg.substr(8), "--pause");
+    if (arg.rfind("-p=", 0) == 0) r.pause = parse_bool(arg.substr(3), "--pause");
+  }
+  std::cout << engine::commit(ctx.engine(), ctx.images(), r) << "\n";
   return 0;
 }
 

@@ -112,6 +112,8 @@ int cmd_images(Context& ctx, const Invocation& inv) {
   std::vector<std::string> quiet_ids;
   for (const auto& img : ctx.images().list()) {
     bool is_dangling = img.repo_tags.empty() && img.repo_digests.empty();
+    // A build's intermediate images (untagged, with children) show only with -a, as docker's.
+    if (is_dangling && !a.has("all") && !ctx.images().children(img.id).empty()) continue;
     if (dangling && *dangling != img.repo_tags.empty()) continue;
     if (before && img.added >= *before) continue;
     if (since && img.added <= *since) continue;
@@ -228,7 +230,6 @@ namespace {
 
 // Removes one image argument like docker's ImageDelete; prints what it did. Returns false on error.
 bool remove_image(Context& ctx, const std::string& name, bool force, bool no_prune) {
-  (void)no_prune;  // berth has no parent-image chain to keep
   auto& store = ctx.images();
   auto img = store.find(name);
   if (!img) {
@@ -293,6 +294,11 @@ bool remove_image(Context& ctx, const std::string& name, bool force, bool no_pru
       }
     if (!store.get(img->id).repo_digests.empty()) return true;
   } else {
+    if (!store.children(img->id).empty()) {
+      std::cerr << "berth: conflict: unable to delete " << image::short_id(img->id)
+                << " (cannot be forced) - image has dependent child images\n";
+      return false;
+    }
     if (img->repo_tags.size() > 1 && !force) {
       std::cerr << "berth: conflict: unable to delete " << image::short_id(img->id)
                 << " (must be forced) - image is referenced in multiple repositories\n";
@@ -307,8 +313,14 @@ bool remove_image(Context& ctx, const std::string& name, bool force, bool no_pru
       std::cout << "Untagged: " << image::familiar_ref(d) << "\n";
     }
   }
-  store.delete_image(img->id);
-  std::cout << "Deleted: " << img->id << "\n";
+  // An image with children (a build's parent) goes only with them; by tag it was just untagged.
+  if (!store.children(img->id).empty()) {
+    if (!full_ref.empty()) return true;
+    std::cerr << "berth: conflict: unable to delete " << image::short_id(img->id)
+              << " (cannot be forced) - image has dependent child images\n";
+    return false;
+  }
+  for (const auto& id : store.delete_image_and_parents(img->id, !no_prune)) std::cout << "Deleted: " << id << "\n";
   return true;
 }
 
@@ -362,6 +374,8 @@ int cmd_image_prune(Context& ctx, const Invocation& inv) {
   for (const auto& img : store.list()) {
     if (!all && !(img.repo_tags.empty() && img.repo_digests.empty())) continue;  // dangling: no names at all
     if (!store.image_users(img.id).empty()) continue;  // a container's image is in use, never pruned
+    // A parent goes once its children have: the list is newest first, so a build's chain goes whole.
+    if (!store.children(img.id).empty()) continue;
     if (until && img.added >= *until) continue;
     json labels = image_meta(img).labels;
     bool ok = true;

@@ -266,12 +266,26 @@ class TreeSink : public Sink {
 
   int64_t bytes() const { return bytes_; }
 
+  // Directories a tar names only as parents ("pkg/readme" without "pkg/"): made 0755 and owned by
+  // root, as docker's untar does.
+  void make_parents(const std::vector<std::string>& parts) {
+    std::string cur = base_;
+    for (size_t i = 0; i + 1 < parts.size(); i++) {
+      cur = join(cur, parts[i]);
+      Tree::Lookup l = tree_.resolve(cur, true);
+      if (l.exists) continue;
+      check_writable(l);
+      if (::mkdirat(l.parent.get(), l.name.c_str(), 0755) < 0 && errno != EEXIST) throw_errno("mkdir " + cur);
+    }
+  }
+
   void put(const Entry& e, DataReader* data) override {
     std::vector<std::string> parts = clean_relative(e.path);
     if (parts.empty()) return;  // "." (the destination itself) keeps its metadata
     std::string path = base_;
     for (const auto& p : parts) path = join(path, p);
     std::string name = parts.back();
+    make_parents(parts);
     Tree::Lookup parent = tree_.resolve(dirname_of(path), true);
     if (!parent.exists || !S_ISDIR(parent.st.st_mode))
       throw Error("cannot extract " + e.path + ": " + parent.path + " is not a directory", ENOTDIR);

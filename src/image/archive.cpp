@@ -988,6 +988,56 @@ ImageRecord import_image(ImageStore& store, int in_fd, const ImportOptions& o) {
   }
 }
 
+ImageRecord store_child_image(ImageStore& store, const ImageRecord* parent, const std::optional<LayerResult>& layer,
+                              const ChildImage& child) {
+  ojson img = ojson::object();
+  ojson history = ojson::array();
+  ojson diff_ids = ojson::array();
+  if (parent) {
+    ojson base = ojson::parse(parent->config, nullptr, false);
+    if (base.is_object()) {
+      img = base;
+      if (base.contains("history") && base["history"].is_array()) history = base["history"];
+    }
+    for (const auto& l : parent->layers) diff_ids.push_back(l.diff_id);
+  }
+  std::string created = now_rfc3339();
+  Platform platform = host_platform();
+  if (!img.contains("architecture")) img["architecture"] = platform.architecture;
+  if (!img.contains("os")) img["os"] = platform.os;
+  img["config"] = child.config;
+  if (!child.container_config.is_null()) img["container_config"] = child.container_config;
+  if (!child.container.empty()) img["container"] = child.container;
+  img["created"] = created;
+  img.erase("author");
+  img.erase("comment");
+  if (!child.author.empty()) img["author"] = child.author;
+  if (!child.comment.empty()) img["comment"] = child.comment;
+  ojson entry{{"created", created}};
+  if (!child.author.empty()) entry["author"] = child.author;
+  if (!child.created_by.empty()) entry["created_by"] = child.created_by;
+  if (!child.comment.empty()) entry["comment"] = child.comment;
+  if (!layer) entry["empty_layer"] = true;
+  history.push_back(entry);
+  if (layer) diff_ids.push_back(layer->diff_id);
+  img["rootfs"] = ojson{{"type", "layers"}, {"diff_ids", diff_ids}};
+  img["history"] = history;
+  std::string body = img.dump();
+  ImageRecord rec;
+  rec.id = store.put_blob(body);
+  rec.config = body;
+  if (parent) {
+    rec.layers = parent->layers;
+    rec.parent = parent->id;
+  }
+  if (layer)
+    rec.layers.push_back(
+        {layer->chain_id, layer->diff_id, layer->blob_digest, layer->media_type, layer->blob_size, layer->size});
+  rec.manifest_digest = store.put_blob(make_manifest(rec.id, body.size(), rec.layers));
+  store.add_image(rec);
+  return store.get(rec.id);
+}
+
 // --- --change ------------------------------------------------------------------------------------
 
 ojson empty_container_config() {

@@ -58,6 +58,23 @@ struct ImportOptions {
 // whose config is built from options.changes, as `docker import` does. Returns the stored image.
 ImageRecord import_image(ImageStore& store, int in_fd, const ImportOptions& options);
 
+// --- commit and build steps ------------------------------------------------------------------
+
+struct ChildImage {
+  nlohmann::ordered_json config;  // the container config of the new image ("Cmd", "Env", …)
+  std::string created_by;         // its history entry's created_by ("/bin/sh -c make")
+  std::string comment;            // history comment (commit -m)
+  std::string author;             // commit -a
+  std::string container;          // the container it was committed from, if any
+  // Docker's container_config (the step's container config); null leaves it out.
+  nlohmann::ordered_json container_config;
+};
+
+// Stores an image made from parent (nullptr: `FROM scratch`) plus layer (nullopt: a config-only
+// step, recorded in history as an empty layer), untagged, with parent as its parent. Returns it.
+ImageRecord store_child_image(ImageStore& store, const ImageRecord* parent, const std::optional<LayerResult>& layer,
+                              const ChildImage& child);
+
 // --- --change (pure code) -----------------------------------------------------------------------
 
 // The container config of an image as docker writes it with nothing set (Hostname … Labels, with

@@ -66,7 +66,7 @@ json inspect_json(const ImageRecord& image, const std::string& store_root) {
   json j = {{"Id", image.id},
             {"RepoTags", tags},
             {"RepoDigests", digests},
-            {"Parent", ""},
+            {"Parent", image.parent},
             {"Comment", cfg.value("comment", "")},
             {"Created", cfg.value("created", "")},
             {"DockerVersion", cfg.value("docker_version", "")},

@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS layers(
   chain_id TEXT PRIMARY KEY,
   diff_id TEXT NOT NULL,
   size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS build_cache(
+  parent TEXT NOT NULL,
+  key TEXT NOT NULL,
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  PRIMARY KEY(parent, key));
+CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
 )";
 
 }  // namespace
@@ -72,7 +78,12 @@ ImageStore::ImageStore(const std::string& root) : root_(root) {
   for (const char* sub : {"content/blobs/sha256", "content/ingest", "layers/.tmp", "locks"})
     mkdir_p(path_join(root_, sub), 0700);
   db_ = std::make_unique<sql::Db>(path_join(root_, "state.db"));
-  db_->apply_schema("images", kSchema);
+  db_->apply_schema("images", kSchema, [this] {
+    // Roots made before builds existed get images.parent (the image a build step started from).
+    sql::Stmt has(*db_, "SELECT 1 FROM pragma_table_info('images') WHERE name='parent'");
+    if (!has.step()) db_->exec("ALTER TABLE images ADD COLUMN parent TEXT NOT NULL DEFAULT ''");
+    db_->exec("CREATE INDEX IF NOT EXISTS images_parent ON images(parent)");
+  });
 }
 
 ImageStore::~ImageStore() = default;
@@ -126,13 +137,14 @@ void ImageStore::add_image(const ImageRecord& image) {
   int64_t size = 0;
   for (const auto& l : image.layers) size += l.size;
   sql::Stmt(*db_,
-            "INSERT INTO images(id, config, manifest_digest, size, added) VALUES(?,?,?,?,?) "
+            "INSERT INTO images(id, config, manifest_digest, size, added, parent) VALUES(?,?,?,?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET manifest_digest=excluded.manifest_digest")
       .bind(1, image.id)
       .bind(2, image.config)
       .bind(3, image.manifest_digest)
       .bind(4, size)
       .bind(5, static_cast<int64_t>(::time(nullptr)))
+      .bind(6, image.parent)
       .run();
   sql::Stmt(*db_, "DELETE FROM image_layers WHERE image_id=?").bind(1, image.id).run();
   sql::Stmt ins(*db_,
@@ -176,7 +188,7 @@ bool ImageStore::remove_ref(std::string_view full_name) {
 }
 
 ImageRecord ImageStore::load_record(std::string_view id) const {
-  sql::Stmt q(*db_, "SELECT config, manifest_digest, size, added FROM images WHERE id=?");
+  sql::Stmt q(*db_, "SELECT config, manifest_digest, size, added, parent FROM images WHERE id=?");
   q.bind(1, id);
   if (!q.step()) throw Error("No such image: " + std::string(id));
   ImageRecord r;
@@ -185,6 +197,7 @@ ImageRecord ImageStore::load_record(std::string_view id) const {
   r.manifest_digest = q.text(1);
   r.size = q.integer(2);
   r.added = q.integer(3);
+  r.parent = q.text(4);
   sql::Stmt l(*db_,
               "SELECT il.chain_id, il.diff_id, il.blob_digest, il.media_type, il.blob_size, COALESCE(ly.size, 0) "
               "FROM image_layers il LEFT JOIN layers ly ON ly.chain_id = il.chain_id WHERE il.image_id=? "
@@ -248,6 +261,58 @@ void ImageStore::delete_image_row(std::string_view id) {
                 short_id(users.front()));
   sql::Stmt(*db_, "DELETE FROM images WHERE id=?").bind(1, id).run();
   tx.commit();
+}
+
+std::vector<std::string> ImageStore::delete_image_and_parents(std::string_view id, bool prune_parents) {
+  std::vector<std::string> deleted;
+  std::string parent;
+  {
+    sql::Stmt q(*db_, "SELECT parent FROM images WHERE id=?");
+    q.bind(1, id);
+    if (q.step()) parent = q.text(0);
+  }
+  delete_image_row(id);
+  deleted.emplace_back(id);
+  while (prune_parents && !parent.empty()) {
+    sql::Transaction tx(*db_);
+    sql::Stmt q(*db_,
+                "SELECT parent FROM images i WHERE id=? "
+                "AND NOT EXISTS (SELECT 1 FROM image_refs r WHERE r.image_id=i.id) "
+                "AND NOT EXISTS (SELECT 1 FROM image_users u WHERE u.image_id=i.id) "
+                "AND NOT EXISTS (SELECT 1 FROM images c WHERE c.parent=i.id)");
+    q.bind(1, parent);
+    if (!q.step()) break;
+    std::string next = q.text(0);
+    sql::Stmt(*db_, "DELETE FROM images WHERE id=?").bind(1, parent).run();
+    tx.commit();
+    deleted.push_back(parent);
+    parent = next;
+  }
+  collect_garbage();
+  return deleted;
+}
+
+std::vector<std::string> ImageStore::children(std::string_view id) const {
+  sql::Stmt q(*db_, "SELECT id FROM images WHERE parent=? ORDER BY id");
+  q.bind(1, id);
+  std::vector<std::string> out;
+  while (q.step()) out.push_back(q.text(0));
+  return out;
+}
+
+std::optional<std::string> ImageStore::cached_step(std::string_view parent, std::string_view key) const {
+  sql::Stmt q(*db_, "SELECT image_id FROM build_cache WHERE parent=? AND key=?");
+  q.bind(1, parent).bind(2, key);
+  if (q.step()) return q.text(0);
+  return std::nullopt;
+}
+
+void ImageStore::record_step(std::string_view parent, std::string_view key, std::string_view image_id) {
+  sql::Stmt(*db_, "INSERT OR REPLACE INTO build_cache(parent, key, image_id) VALUES(?,?,?)")
+      .bind(1, parent)
+      .bind(2, key)
+      .bind(3, image_id)
+      .run();
 }
 
 void ImageStore::add_image_user(std::string_view image_id, std::string_view user) {

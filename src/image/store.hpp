@@ -67,6 +67,9 @@ struct ImageRecord {
   std::vector<std::string> repo_digests;  // "docker.io/library/busybox@sha256:…"
   int64_t size = 0;
   int64_t added = 0;  // unix seconds when stored
+  // The image a build step (or commit) made this one from; "" for pulled, loaded and imported
+  // images. An untagged image with children is a build's intermediate step: `images` hides it.
+  std::string parent;
 };
 
 class ImageStore {
@@ -116,6 +119,16 @@ class ImageStore {
   // Deletes the image row only; collect_garbage() later frees what it alone used. Refused
   // while the image has users.
   void delete_image_row(std::string_view id);
+
+  // delete_image, then its parent, and that one's, while each is untagged and has no other child
+  // and no user (docker's removal of a build's intermediate images; prune_parents=false: rmi
+  // --no-prune). Returns the IDs deleted, id first.
+  std::vector<std::string> delete_image_and_parents(std::string_view id, bool prune_parents = true);
+  // Images whose parent is id.
+  std::vector<std::string> children(std::string_view id) const;
+  // The build cache: the image that the step with this key made from parent (an image ID).
+  std::optional<std::string> cached_step(std::string_view parent, std::string_view key) const;
+  void record_step(std::string_view parent, std::string_view key, std::string_view image_id);
 
   // Users of an image (containers, by ID): an image with users is never deleted, so its layers
   // stay under every container built on them; `rmi -f` can only untag it.

@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace berth {
 
@@ -18,6 +19,15 @@ inline std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// Splits on every sep, keeping empty parts ("a//b" → "a", "", "b"); views into s.
+inline std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  for (size_t j; (j = s.find(sep, i)) != std::string_view::npos; i = j + 1) out.push_back(s.substr(i, j - i));
+  out.push_back(s.substr(i));
   return out;
 }
 
