@@ -164,7 +164,7 @@ const std::vector<Route>& routes() {
   static const std::vector<Route> all = [] {
     std::vector<Route> r;
     for (auto part : {system_routes(), container_routes(), exec_routes(), image_routes(), volume_routes(),
-                      network_routes(), archive_routes()})
+                      network_routes(), archive_routes(), build_routes()})
       r.insert(r.end(), part.begin(), part.end());
     return r;
   }();

@@ -102,6 +102,7 @@ std::vector<Route> image_routes();
 std::vector<Route> volume_routes();
 std::vector<Route> network_routes();
 std::vector<Route> archive_routes();
+std::vector<Route> build_routes();
 
 // POST /images/create?fromSrc=-: the body is a root filesystem tarball made into an image
 // (docker import). Defined with the other tar streams (archive.cpp).

@@ -187,14 +187,11 @@ void system_df(Call& c) {
                     {"BuildCache", json::array()}});
 }
 
-void build(Call& c) { c.conn.error(501, "berth does not build images yet (POST /build is not implemented)"); }
-
 }  // namespace
 
 std::vector<Route> system_routes() {
-  return {{"GET", "/_ping", ping},  {"HEAD", "/_ping", ping},   {"GET", "/version", version},
-          {"GET", "/info", info},   {"GET", "/events", events}, {"GET", "/system/df", system_df},
-          {"POST", "/build", build}};
+  return {{"GET", "/_ping", ping}, {"HEAD", "/_ping", ping},   {"GET", "/version", version},
+          {"GET", "/info", info},  {"GET", "/events", events}, {"GET", "/system/df", system_df}};
 }
 
 }  // namespace berth::api

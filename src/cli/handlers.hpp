@@ -23,6 +23,10 @@ int cmd_logout(Context&, const Invocation&);
 int cmd_save(Context&, const Invocation&);
 int cmd_load(Context&, const Invocation&);
 int cmd_import(Context&, const Invocation&);
+int cmd_commit(Context&, const Invocation&);
+
+// build_cmds.cpp
+int cmd_build(Context&, const Invocation&);
 
 // volume_cmds.cpp
 int cmd_volume_create(Context&, const Invocation&);
