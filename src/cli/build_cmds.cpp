@@ -8,6 +8,7 @@
 
 #include "build/build.hpp"
 #include "cli/cli_util.hpp"
+#include "cli/compose_cli.hpp"
 #include "cli/handlers.hpp"
 #include "image/oci.hpp"
 #include "image/reference.hpp"
@@ -209,6 +210,40 @@ int cmd_build(Context& ctx, const Invocation& inv) {
   if (a.has("iidfile") && !a.get("iidfile").empty())
     write_file(a.get("iidfile"), r.image_id, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   return 0;
+}
+
+void build_for_compose(Context& ctx, const std::string& service, const nlohmann::json& build, const std::string& image,
+                       bool no_cache) {
+  build::BuildOptions o;
+  o.context_dir = build.value("context", ".");
+  if (o.context_dir.find("://") != std::string::npos)
+    throw Error("service \"" + service + "\": berth builds from a local context only, not " + o.context_dir);
+  if (build.contains("dockerfile_inline")) o.dockerfile_text = build.value("dockerfile_inline", "");
+  o.dockerfile = build.value("dockerfile", "");
+  o.target = build.value("target", "");
+  o.no_cache = no_cache || build.value("no_cache", false);
+  if (build.contains("network") && build["network"].is_string()) o.network = build["network"].get<std::string>();
+  for (const char* key : {"args", "labels"})
+    if (build.contains(key) && build[key].is_object())
+      for (const auto& [k, v] : build[key].items())
+        if (v.is_string()) (std::string(key) == "args" ? o.build_args : o.labels)[k] = v.get<std::string>();
+  o.tags = {image};
+  std::cerr << " " << service << " Building\n";
+  build::Output out = [](std::string_view text) {
+    std::cerr.write(text.data(), static_cast<std::streamsize>(text.size()));
+  };
+  build::BaseResolver resolve = [&](const std::string& ref) {
+    ensure_image_present(ctx, ref, "missing", [](const image::Reference&, bool) {});
+    auto img = ctx.images().find(ref);
+    if (!img) throw build::BuildError("pull access denied for " + ref + ": no such image here");
+    return *img;
+  };
+  try {
+    build::build_image(ctx.engine(), ctx.images(), o, out, resolve);
+  } catch (const build::BuildError& e) {
+    throw Error("service \"" + service + "\" failed to build: " + e.what());
+  }
+  std::cerr << " " << service << " Built\n";
 }
 
 }  // namespace berth::cli

@@ -238,7 +238,6 @@ int compose_up(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
        {"build", 0, false, "Build images before starting containers", ""},
        {"no-build", 0, false, "Don't build an image, even if it's policy", ""}}};
   ParsedArgs a = parse_command(inv, help);
-  if (a.has("build")) throw UsageError("--build: berth compose cannot build images yet");
   if (a.has("force-recreate") && a.has("no-recreate"))
     throw UsageError("--force-recreate and --no-recreate are incompatible");
   compose::UpOptions o;
@@ -248,6 +247,7 @@ int compose_up(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
   o.no_deps = a.has("no-deps");
   o.no_start = a.has("no-start");
   o.remove_orphans = a.has("remove-orphans");
+  o.build = a.has("build");
   for (const auto& s : a.all("scale")) {
     size_t eq = s.find('=');
     int n = -1;
@@ -716,6 +716,20 @@ int compose_pull(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
   return status;
 }
 
+int compose_build(Context& ctx, ComposeGlobals& g, const Invocation& inv) {
+  CommandHelp help{"berth compose build [OPTIONS] [SERVICE...]",
+                   "Build or rebuild services",
+                   {{"no-cache", 0, false, "Do not use cache when building the image", ""},
+                    {"pull", 0, false, "Always attempt to pull a newer version of the image", ""},
+                    {"quiet", 'q', false, "Don't print anything to STDOUT", ""}}};
+  ParsedArgs a = parse_command(inv, help);
+  compose::Project project = load(g, a.positionals);
+  compose::Backend b = compose_backend(ctx, a.has("pull") ? "always" : "missing", a.has("no-cache"));
+  std::vector<std::string> services = a.positionals.empty() ? project.ordered_services() : a.positionals;
+  for (const auto& s : services) compose::build_service(b, project, s);
+  return 0;
+}
+
 int compose_ls(Context& ctx, ComposeGlobals&, const Invocation& inv) {
   CommandHelp help{"berth compose ls [OPTIONS]",
                    "List running compose projects",
@@ -826,6 +840,7 @@ void print_compose_usage(std::ostream& out) {
     out << left << " " << f.help << "\n";
   }
   out << "\nCommands:\n"
+         "  build       Build or rebuild services\n"
          "  config      Parse, resolve and render compose file in canonical format\n"
          "  down        Stop and remove containers, networks\n"
          "  events      Receive real time events from containers\n"
@@ -848,14 +863,23 @@ void print_compose_usage(std::ostream& out) {
 
 }  // namespace
 
-compose::Backend compose_backend(Context& ctx, const std::string& pull) {
-  return compose::Backend{ctx.engine(), ctx.volumes(), ctx.images(),
-                          [&ctx, pull](const std::string& name) {
-                            ensure_image_present(ctx, name, pull, [&name](const image::Reference&, bool pulled) {
-                              std::cerr << " " << name << (pulled ? " Pulled\n" : " Pulling\n");
-                            });
-                          },
-                          std::cerr};
+compose::Backend compose_backend(Context& ctx, const std::string& pull, bool no_cache) {
+  compose::Backend b{ctx.engine(), ctx.volumes(), ctx.images(),
+                     [&ctx, pull](const std::string& name) {
+                       ensure_image_present(ctx, name, pull, [&name](const image::Reference&, bool pulled) {
+                         std::cerr << " " << name << (pulled ? " Pulled\n" : " Pulling\n");
+                       });
+                     },
+                     std::cerr};
+  b.build_image = [&ctx, no_cache](const std::string& service, const json& build, const std::string& image) {
+#ifdef BERTH_LIGHT
+    (void)service, (void)build, (void)image, (void)no_cache;
+    exec_full(ctx);  // the builder (libarchive) is in berth-full, which runs the whole command
+#else
+    build_for_compose(ctx, service, build, image, no_cache);
+#endif
+  };
+  return b;
 }
 
 int cmd_compose(Context& ctx, const Invocation& inv) {
@@ -886,6 +910,7 @@ int cmd_compose(Context& ctx, const Invocation& inv) {
   if (what == "run") return compose_run(ctx, g, sub);
   if (what == "config" || what == "convert") return compose_config(ctx, g, sub);
   if (what == "pull") return compose_pull(ctx, g, sub);
+  if (what == "build") return compose_build(ctx, g, sub);
   if (what == "ls") return compose_ls(ctx, g, sub);
   if (what == "top" || what == "port") return compose_forward(ctx, g, sub, what);
   if (what == "events") return compose_events(ctx, g, sub);

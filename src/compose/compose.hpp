@@ -39,6 +39,7 @@ struct UpOptions {
   bool remove_orphans = false;
   std::map<std::string, int> scale;  // --scale SVC=N
   int64_t wait_timeout_ns = 0;       // dependency conditions (0: no limit)
+  bool build = false;                // --build: build images before starting containers
 };
 
 struct DownOptions {
@@ -55,6 +56,10 @@ struct Backend {
   // Makes sure the image is present (pulls it when allowed); throws when it can't.
   std::function<void(const std::string& image)> ensure_image;
   std::ostream& progress;
+  // Builds a service's image from its build section (long form, context absolute) and tags it
+  // image; unset: building is refused.
+  std::function<void(const std::string& service, const nlohmann::json& build, const std::string& image)> build_image =
+      nullptr;
 };
 
 // The project's containers (by label), oldest number first; one-off (`compose run`) ones only when
@@ -68,6 +73,10 @@ int number_of(const engine::Container& c);
 // Whether `up` keeps the container as it is: made from this service configuration, and from the
 // image its reference names now (else it is recreated).
 bool is_current(Backend& backend, const nlohmann::json& service, const engine::Container& c);
+
+// `compose build`, and `up` for a service with a build section whose image is missing (or always
+// with `up --build` and pull_policy build): the backend's build_image.
+void build_service(Backend& backend, const Project& project, const std::string& service);
 
 // Creates what is missing or changed and starts it; idempotent. Anything this call created is
 // removed again when it fails (volumes only while still empty).

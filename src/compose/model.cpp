@@ -316,6 +316,16 @@ json normalize_file(json doc, const std::string& file, const std::string& workin
     if (!env.empty() || svc.contains("environment")) svc["environment"] = env;
     for (const char* key : {"labels", "sysctls", "annotations"})
       if (svc.contains(key)) svc[key] = kv_mapping(svc[key], nullptr);
+    // build: long form, its context absolute, args and labels as maps.
+    if (svc.contains("build")) {
+      json& b = svc["build"];
+      if (b.is_string()) b = json{{"context", b}};
+      std::string context = b.contains("context") ? scalar_text(b["context"]) : ".";
+      if (context.find("://") == std::string::npos) context = absolute(context, working_dir);
+      b["context"] = context;
+      for (const char* key : {"args", "labels"})
+        if (b.contains(key)) b[key] = kv_mapping(b[key], lookup);
+    }
     if (svc.contains("ports")) {
       json ports = json::array();
       int i = 0;
@@ -877,8 +887,8 @@ void resolve_project(Project& project, json merged, const LoadOptions& options, 
   json& volumes = merged["volumes"];
   bool uses_default = false;
   for (auto& [sname, svc] : services.items()) {
-    if (svc.contains("build") && !svc.contains("image"))
-      throw Error("service \"" + sname + "\" has no image: berth compose cannot build images yet");
+    // A service built and not named gets docker compose's image name, PROJECT-SERVICE.
+    if (svc.contains("build") && !svc.contains("image")) svc["image"] = name + "-" + sname;
     if (!svc.contains("image"))
       throw Error("service \"" + sname +
                   "\" has neither an image nor a build context specified: invalid compose project");

@@ -693,6 +693,13 @@ json create_body(engine::Engine& engine, const Project& project, const std::stri
   return body;
 }
 
+void build_service(Backend& b, const Project& project, const std::string& service) {
+  const json& svc = project.service(service);
+  if (!svc.contains("build")) return;
+  if (!b.build_image) throw Error("service \"" + service + "\": building images is not available here");
+  b.build_image(service, svc["build"], text(svc["image"]));
+}
+
 void up(Backend& b, const Project& project, const UpOptions& options) {
   std::vector<std::string> services = options.no_deps ? options.services : project.with_dependencies(options.services);
   if (options.services.empty()) services = project.ordered_services();
@@ -718,10 +725,14 @@ void up(Backend& b, const Project& project, const UpOptions& options) {
       throw Error("services." + s + ": container_name \"" + text(svc["container_name"]) +
                   "\" is set, so the service cannot be scaled to " + std::to_string(scale));
     std::string policy = svc.value("pull_policy", "missing");
+    if (svc.contains("build") &&
+        (options.build || policy == "build" || (policy != "always" && !b.images.find(text(svc["image"]))))) {
+      build_service(b, project, s);
+      continue;
+    }
     if (policy == "never" && !b.images.find(text(svc["image"])))
       throw Error("service \"" + s + "\": No such image: " + text(svc["image"]));
-    if (policy == "build")
-      throw Error("service \"" + s + "\": pull_policy build: berth compose cannot build images yet");
+    if (policy == "build") throw Error("service \"" + s + "\": pull_policy build needs a build section");
     if (policy != "never") b.ensure_image(text(svc["image"]));
   }
   std::set<std::string> networks, volumes;

@@ -360,3 +360,35 @@ def test_commit_makes_an_image_of_a_containers_changes(engine):
     assert "nosuch" in engine.fails("commit", "nosuch", "x").stderr
     assert "RUN" in engine.fails("commit", "-c", "RUN true", "src", "x").stderr
     engine.fails("commit", "src", "Bad:Ref")
+
+
+def test_compose_builds_services_with_a_build_section(engine, tmp_path):
+    proj = tmp_path / "proj"
+    write(proj, {
+        "web/Dockerfile": "FROM busybox\nARG MSG=unset\nRUN echo $MSG > /msg\nCMD [\"cat\", \"/msg\"]\n",
+        "compose.yaml": ("services:\n"
+                         "  web:\n"
+                         "    build:\n"
+                         "      context: ./web\n"
+                         "      args:\n"
+                         "        MSG: built-by-compose\n"
+                         "    network_mode: none\n"
+                         "  named:\n"
+                         "    build: ./web\n"
+                         "    image: named-image:2\n"
+                         "    network_mode: none\n"),
+    })
+    def compose(*args):
+        return engine.run("compose", "-f", str(proj / "compose.yaml"), "-p", "bp", *args, timeout=300)
+    r = compose("build")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # Docker compose's name for a built image: PROJECT-SERVICE.
+    assert engine.ok("run", "--rm", "bp-web") == "built-by-compose\n"
+    assert engine.ok("run", "--rm", "named-image:2") == "unset\n"
+    # up builds what is missing, then runs it.
+    engine.ok("rmi", "bp-web")
+    r = compose("up", "-d")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert engine.ok("image", "inspect", "--format", "{{.Id}}", "bp-web").startswith("sha256:")
+    r = compose("down")
+    assert r.returncode == 0, r.stderr
