@@ -136,6 +136,8 @@ void build(Call& c) {
     return;
   }
   send({{"aux", {{"ID", r.image_id}}}});
+  // docker's CLI prints what a quiet build streams: the image ID alone.
+  if (quiet) send({{"stream", r.image_id + "\n"}});
   if (!quiet) {
     send({{"stream", "Successfully built " + image::short_id(r.image_id) + "\n"}});
     for (const auto& t : r.tags)

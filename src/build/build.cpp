@@ -1329,6 +1329,7 @@ int64_t extract_context(int fd, const std::string& dir) {
   std::unique_ptr<struct archive, int (*)(struct archive*)> in(a, archive_read_free);
   archive_read_support_format_tar(a);
   archive_read_support_format_gnutar(a);
+  archive_read_support_format_empty(a);  // no body: an empty context (then "no Dockerfile")
   archive_read_support_filter_all(a);
   if (archive_read_open_fd(a, fd, kChunk) != ARCHIVE_OK)
     throw BuildError(std::string("read the build context: ") + archive_error_string(a));

@@ -272,7 +272,9 @@ class TreeSink : public Sink {
     std::string cur = base_;
     for (size_t i = 0; i + 1 < parts.size(); i++) {
       cur = join(cur, parts[i]);
-      Tree::Lookup l = tree_.resolve(cur, true);
+      // Never through a symlink: an entry below a link (even one the tar made) is refused below.
+      Tree::Lookup l = tree_.resolve(cur, false);
+      if (l.exists && S_ISLNK(l.st.st_mode)) return;
       if (l.exists) continue;
       check_writable(l);
       if (::mkdirat(l.parent.get(), l.name.c_str(), 0755) < 0 && errno != EEXIST) throw_errno("mkdir " + cur);

@@ -19,6 +19,7 @@ import pytest
 from containertest import Engine, engine, busybox_tar  # noqa: F401 (fixtures)
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+COMPOSE_BIN = "/usr/bin/docker-compose"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

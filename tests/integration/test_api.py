@@ -77,8 +77,9 @@ def test_unknown_path_and_method(api):
     assert status == 404 and json.loads(body)["message"]
     status, _, body = api.request("PUT", "/containers/json")
     assert status == 405 and json.loads(body)["message"]
-    status, _, body = api.request("POST", "/build")
-    assert status == 501 and "build" in json.loads(body)["message"]
+    # A build whose body holds no Dockerfile is refused before any step runs.
+    status, _, body = api.request("POST", "/build", body=b"")
+    assert status == 400 and "Dockerfile" in json.loads(body)["message"]
 
 
 def test_info_counts_containers(api):
