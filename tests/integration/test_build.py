@@ -392,3 +392,47 @@ def test_compose_builds_services_with_a_build_section(engine, tmp_path):
     assert engine.ok("image", "inspect", "--format", "{{.Id}}", "bp-web").startswith("sha256:")
     r = compose("down")
     assert r.returncode == 0, r.stderr
+
+
+def test_onbuild_triggers_and_shell(engine, tmp_path):
+    base = write(tmp_path / "base", {"Dockerfile": ("FROM busybox\n"
+                                                     "ONBUILD COPY marker.txt /from-child-context.txt\n"
+                                                     "ONBUILD RUN echo triggered > /triggered\n")})
+    assert build(engine, base, "-t", "onb-base").returncode == 0
+    assert engine.run("run", "--rm", "onb-base", "cat", "/triggered").returncode != 0
+    assert image_inspect(engine, "onb-base")["Config"]["OnBuild"] == [
+        "COPY marker.txt /from-child-context.txt", "RUN echo triggered > /triggered"]
+    child = write(tmp_path / "child", {"Dockerfile": ("FROM onb-base\n"
+                                                       "SHELL [\"/bin/sh\", \"-xc\"]\n"
+                                                       "RUN echo shell-form\n"),
+                                        "marker.txt": "child's file\n"})
+    r = build(engine, child, "-t", "onb-child")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "# Executing 2 build triggers" in r.stdout
+    assert "+ echo shell-form" in r.stdout  # the SHELL's -x
+    assert engine.ok("run", "--rm", "onb-child", "cat", "/triggered", "/from-child-context.txt") == \
+        "triggered\nchild's file\n"
+    info = image_inspect(engine, "onb-child")
+    assert not info["Config"].get("OnBuild")
+    assert info["Config"]["Shell"] == ["/bin/sh", "-xc"]
+
+
+def test_a_killed_build_leaves_no_mount_and_the_next_build_sweeps_its_files(engine, tmp_path):
+    ctx = write(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY big /big\nRUN sleep 30\n", "big": "x" * 100000})
+    p = engine.popen("build", "-t", "killed", str(ctx), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    while "Running in" not in seen:
+        line = p.stdout.readline()
+        assert line, seen
+        seen += line
+    p.kill()
+    p.wait()
+    p.stdout.close()
+    assert engine.mounts_under_root() == [] or all("/containers/" in m for m in engine.mounts_under_root())
+    assert [d for d in (engine.root / "build").iterdir()]  # the dead build's directory is still there
+    engine.ok("rm", "-f", *engine.container_ids())
+    write(ctx, {"Dockerfile": "FROM busybox\nCOPY big /big\n"})
+    r = build(engine, ctx, "-t", "after")
+    assert r.returncode == 0, r.stderr
+    assert leftovers(engine) == NOTHING_LEFT
+    engine.fails("image", "inspect", "killed")
