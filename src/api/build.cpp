@@ -13,6 +13,7 @@
 #include "engine/commit.hpp"
 #include "engine/engine.hpp"
 #include "image/oci.hpp"
+#include "image/pull.hpp"
 #include "image/reference.hpp"
 #include "util/fd.hpp"
 #include "util/fs.hpp"
@@ -111,12 +112,19 @@ void build(Call& c) {
     if (quiet) return;
     send({{"stream", std::string(text)}});
   };
+  // A base image that is missing (or any, with pull=1) is pulled, as docker's builder does.
   build::BaseResolver resolve = [&](const std::string& ref) {
     auto img = images.find(ref);
-    if (!img || pull)
-      throw build::BuildError("pull access denied for " + ref +
-                              ", repository does not exist here (berth serve builds from local images; pull it first)");
-    return *img;
+    if (img && !pull) return *img;
+    try {
+      image::Reference r = image::parse_reference(ref);
+      image::PullOptions opts;
+      opts.registry = registry_options(c, r);
+      return image::pull_image(images, r, opts).image;
+    } catch (const std::exception& e) {
+      if (img) return *img;
+      throw build::BuildError("pull access denied for " + ref + ": " + e.what());
+    }
   };
   build::BuildResult r;
   try {

@@ -95,8 +95,8 @@ std::optional<image::Credentials> header_credentials(const Request& req) {
   return image::Credentials{user, pass};
 }
 
-// Insecure registries from serve's options; credentials from X-Registry-Auth, else the
-// server's docker config.
+}  // namespace
+
 image::RegistryOptions registry_options(const Call& call, const image::Reference& ref) {
   image::RegistryOptions o;
   o.insecure_registries = call.server.options().insecure_registries;
@@ -107,6 +107,8 @@ image::RegistryOptions registry_options(const Call& call, const image::Reference
   }
   return o;
 }
+
+namespace {
 
 std::string progress_bar(int64_t current, int64_t total) {
   if (total <= 0) return "";

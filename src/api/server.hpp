@@ -14,6 +14,8 @@
 
 #include "api/api.hpp"
 #include "api/http.hpp"
+#include "image/reference.hpp"
+#include "image/registry.hpp"
 
 namespace berth::image {
 class ImageStore;
@@ -103,6 +105,10 @@ std::vector<Route> volume_routes();
 std::vector<Route> network_routes();
 std::vector<Route> archive_routes();
 std::vector<Route> build_routes();
+
+// Insecure registries from serve's options; credentials from X-Registry-Auth, else the server's
+// docker config (images.cpp; builds pull their base images with it too).
+image::RegistryOptions registry_options(const Call& call, const image::Reference& ref);
 
 // POST /images/create?fromSrc=-: the body is a root filesystem tarball made into an image
 // (docker import). Defined with the other tar streams (archive.cpp).

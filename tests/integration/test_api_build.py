@@ -77,9 +77,11 @@ def test_docker_build_failures(api, tmp_path):
     (ctx / "Dockerfile").write_text("FROM busybox\nNOPE x\n")
     r = legacy(api, "build", str(ctx))
     assert r.returncode != 0 and "unknown instruction: NOPE" in r.stderr, r.stderr
-    (ctx / "Dockerfile").write_text("FROM no-such-base-image\n")
+    # A missing base image is pulled (here from a registry that is not there: nothing listens on
+    # 127.0.0.1:9, so no name is looked up and nothing leaves the machine).
+    (ctx / "Dockerfile").write_text("FROM 127.0.0.1:9/no-such-base:1\n")
     r = legacy(api, "build", str(ctx))
-    assert r.returncode != 0 and "no-such-base-image" in r.stderr, r.stderr
+    assert r.returncode != 0 and "127.0.0.1:9/no-such-base:1" in r.stderr, r.stderr
 
 
 def test_docker_commit(api):
