@@ -556,7 +556,13 @@ class Builder {
     int fd = ::open(o_.context_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) throw_errno("open the build context " + o_.context_dir);
     context_fd_.reset(fd);
-    if (auto ig = read_file_if_exists(o_.context_dir + "/.dockerignore")) ignore_ = image::DockerIgnore(*ig);
+    if (auto ig = read_in_context(context_fd_.get(), ".dockerignore")) {
+      try {
+        ignore_ = image::DockerIgnore(*ig);
+      } catch (const Error& e) {
+        throw BuildError(std::string(".dockerignore: ") + e.what());
+      }
+    }
 
     work_.emplace(images_.root());
     std::optional<ImageRecord> last;
@@ -592,6 +598,20 @@ class Builder {
  private:
   void say(const std::string& s) { out_(s); }
 
+  // A regular file of the context (resolved inside it: a context from an API client may hold
+  // symlinks to anywhere, and FIFOs), or nullopt.
+  static std::optional<std::string> read_in_context(int context_fd, const std::string& rel) {
+    int fd = open_in_root(context_fd, rel, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return std::nullopt;
+    UniqueFd f(fd);
+    struct stat st {};
+    if (::fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    std::string text;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+    return text;
+  }
+
   std::string load_dockerfile() {
     if (o_.dockerfile_text) return *o_.dockerfile_text;
     std::string name = o_.dockerfile.empty() ? "Dockerfile" : o_.dockerfile;
@@ -599,14 +619,10 @@ class Builder {
     int cfd = ::open(o_.context_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (cfd < 0) throw_errno("open the build context " + o_.context_dir);
     UniqueFd ctx(cfd);
-    int fd = open_in_root(cfd, rel, O_RDONLY);
-    if (fd < 0 && name == "Dockerfile") fd = open_in_root(cfd, "dockerfile", O_RDONLY);
-    if (fd < 0) throw BuildError("Cannot locate specified Dockerfile: " + name);
-    UniqueFd f(fd);
-    std::string text;
-    char buf[65536];
-    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-    return text;
+    auto text = read_in_context(cfd, rel);
+    if (!text && name == "Dockerfile") text = read_in_context(cfd, "dockerfile");
+    if (!text) throw BuildError("Cannot locate specified Dockerfile: " + name);
+    return *text;
   }
 
   // Splits the file into stages, expands their FROM lines with the ARGs before the first FROM,

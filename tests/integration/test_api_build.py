@@ -113,3 +113,54 @@ def test_docker_compose_build(api, tmp_path):
     r = subprocess.run([*cmd, "run", "--rm", "app"], capture_output=True, text=True, env=env, cwd=proj, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("from-compose"), r.stdout + r.stderr
     subprocess.run([*cmd, "down", "--rmi", "all"], capture_output=True, text=True, env=env, cwd=proj, timeout=120)
+
+
+def _tar(members) -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+            elif kind == "symlink":
+                info.type = tarfile.SYMTYPE
+                info.linkname = data
+                t.addfile(info)
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+                t.addfile(info)
+    return buf.getvalue()
+
+
+def test_hostile_build_contexts_stay_inside(api, tmp_path):
+    secret = tmp_path / "host-secret"
+    secret.write_text("host secret line\n")
+    cases = [
+        # A Dockerfile that is a link to a host file: resolved inside the context, where it is not.
+        [("Dockerfile", "symlink", str(secret))],
+        # A FIFO named Dockerfile would block a reader forever.
+        [("Dockerfile", "fifo", None)],
+        # Entries that climb out of the context.
+        [("../../escaped", "file", b"x"), ("Dockerfile", "file", b"FROM busybox\n")],
+        [("/abs-escaped", "file", b"x"), ("Dockerfile", "file", b"FROM busybox\n")],
+    ]
+    for members in cases:
+        status, _, body = api.request("POST", "/build?t=hostile", body=_tar(members),
+                                      headers={"Content-Type": "application/x-tar"})
+        assert status == 400, (members, status, body)
+        assert b"host secret" not in body
+    # A .dockerignore linked to a host file is not read from the host, and COPY of a link copies
+    # the link (never what it points at on the host).
+    status, _, body = api.request("POST", "/build?t=hostile", body=_tar([
+        (".dockerignore", "symlink", str(secret)),
+        ("link", "symlink", str(secret)),
+        ("Dockerfile", "file", b"FROM busybox\nCOPY . /ctx/\n"),
+    ]), headers={"Content-Type": "application/x-tar"})
+    assert status == 200 and b"errorDetail" not in body, body
+    out = api.docker("run", "--rm", "hostile", "sh", "-c", "readlink /ctx/link; cat /ctx/link; true")
+    assert out.stdout.splitlines()[0] == str(secret)
+    assert "host secret" not in out.stdout
+    assert not (tmp_path / "escaped").exists() and not os.path.exists("/abs-escaped")
