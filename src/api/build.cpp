@@ -191,6 +191,14 @@ void commit(Call& c) {
 
 }  // namespace
 
-std::vector<Route> build_routes() { return {{"POST", "/build", build}, {"POST", "/commit", commit}}; }
+// POST /build/prune: the classic builder's cache is build_cache's rows (its images stay images).
+void build_prune(Call& c) {
+  c.images().clear_build_cache();
+  c.conn.json(200, {{"CachesDeleted", json::array()}, {"SpaceReclaimed", 0}});
+}
+
+std::vector<Route> build_routes() {
+  return {{"POST", "/build", build}, {"POST", "/commit", commit}, {"POST", "/build/prune", build_prune}};
+}
 
 }  // namespace berth::api

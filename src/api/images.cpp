@@ -275,6 +275,59 @@ void remove(Call& call) {
   call.conn.json(200, out);
 }
 
+// POST /images/prune?filters={"dangling":["false"],"until":[…],"label":[…]}
+void prune(Call& call) {
+  auto filters = call.req.filters();
+  bool dangling_only = true;
+  std::optional<int64_t> until;
+  std::vector<std::pair<std::string, bool>> labels;  // filter, wanted
+  for (const auto& [key, values] : filters) {
+    for (const auto& v : values) {
+      if (key == "dangling") {
+        if (v != "true" && v != "false" && v != "1" && v != "0")
+          throw HttpError(400, "invalid filter 'dangling=" + v + "'");
+        dangling_only = v == "true" || v == "1";
+      } else if (key == "until") {
+        int64_t t = 0;
+        try {
+          t = std::stoll(v);
+        } catch (const std::exception&) {
+          t = image::parse_rfc3339(v);
+        }
+        if (t == 0) throw HttpError(400, "invalid filter 'until=" + v + "'");
+        until = t;
+      } else if (key == "label" || key == "label!") {
+        labels.emplace_back(v, key == "label");
+      } else {
+        throw HttpError(400, "invalid filter '" + key + "'");
+      }
+    }
+  }
+  auto [deleted, reclaimed] = call.images().prune_images([&](const image::ImageRecord& img) {
+    if (dangling_only && !(img.repo_tags.empty() && img.repo_digests.empty())) return false;
+    if (until && img.added >= *until) return false;
+    json cfg = json::parse(img.config, nullptr, false);
+    json have = cfg.is_object() && cfg.contains("config") && cfg["config"].is_object()
+                    ? cfg["config"].value("Labels", json::object())
+                    : json::object();
+    for (const auto& [f, wanted] : labels) {
+      size_t eq = f.find('=');
+      std::string k = f.substr(0, eq);
+      bool match = have.is_object() && have.contains(k) &&
+                   (eq == std::string::npos || (have[k].is_string() && have[k].get<std::string>() == f.substr(eq + 1)));
+      if (match != wanted) return false;
+    }
+    return true;
+  });
+  json out = json::array();
+  for (const auto& img : deleted) {
+    for (const auto& t : img.repo_tags) out.push_back({{"Untagged", image::familiar_ref(t)}});
+    for (const auto& d : img.repo_digests) out.push_back({{"Untagged", image::familiar_ref(d)}});
+    out.push_back({{"Deleted", img.id}});
+  }
+  call.conn.json(200, {{"ImagesDeleted", out.empty() ? json(nullptr) : out}, {"SpaceReclaimed", reclaimed}});
+}
+
 void history(Call& call) {
   image::ImageRecord img = find_image(call, call.params[0]);
   json out = json::array();
@@ -335,10 +388,10 @@ void push(Call& call) {
 }  // namespace
 
 std::vector<Route> image_routes() {
-  return {{"GET", "/images/json", list},           {"POST", "/images/create", create},
-          {"GET", "/images/search", search},       {"GET", "/images/{*}/json", inspect},
-          {"GET", "/images/{*}/history", history}, {"POST", "/images/{*}/push", push},
-          {"POST", "/images/{*}/tag", tag},        {"DELETE", "/images/{*}", remove}};
+  return {
+      {"POST", "/images/prune", prune},   {"GET", "/images/json", list},        {"POST", "/images/create", create},
+      {"GET", "/images/search", search},  {"GET", "/images/{*}/json", inspect}, {"GET", "/images/{*}/history", history},
+      {"POST", "/images/{*}/push", push}, {"POST", "/images/{*}/tag", tag},     {"DELETE", "/images/{*}", remove}};
 }
 
 }  // namespace berth::api

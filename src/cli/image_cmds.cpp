@@ -369,26 +369,20 @@ int cmd_image_prune(Context& ctx, const Invocation& inv) {
       !confirm(all ? "WARNING! This will remove all images without at least one container associated to them."
                    : "WARNING! This will remove all dangling images."))
     return 0;
-  auto& store = ctx.images();
-  std::vector<std::string> lines;
-  for (const auto& img : store.list()) {
-    if (!all && !(img.repo_tags.empty() && img.repo_digests.empty())) continue;  // dangling: no names at all
-    if (!store.image_users(img.id).empty()) continue;  // a container's image is in use, never pruned
-    // A parent goes once its children have: the list is newest first, so a build's chain goes whole.
-    if (!store.children(img.id).empty()) continue;
-    if (until && img.added >= *until) continue;
+  auto [deleted, reclaimed] = ctx.images().prune_images([&](const ImageRecord& img) {
+    if (!all && !(img.repo_tags.empty() && img.repo_digests.empty())) return false;  // dangling: no names
+    if (until && img.added >= *until) return false;
     json labels = image_meta(img).labels;
-    bool ok = true;
-    for (const auto& lf : label_filters) ok = ok && label_matches(labels, lf);
-    if (!ok) continue;
+    for (const auto& lf : label_filters)
+      if (!label_matches(labels, lf)) return false;
+    return true;
+  });
+  std::vector<std::string> lines;
+  for (const auto& img : deleted) {
     for (const auto& t : img.repo_tags) lines.push_back("untagged: " + image::familiar_ref(t));
     for (const auto& d : img.repo_digests) lines.push_back("untagged: " + image::familiar_ref(d));
-    // The row goes (its names with it); layers shared with a kept image stay, because the
-    // collection below removes only what no image references.
-    store.delete_image_row(img.id);
     lines.push_back("deleted: " + img.id);
   }
-  int64_t reclaimed = store.collect_garbage();
   if (!lines.empty()) {
     std::cout << "Deleted Images:\n";
     for (const auto& l : lines) std::cout << l << "\n";

@@ -292,6 +292,27 @@ std::vector<std::string> ImageStore::delete_image_and_parents(std::string_view i
   return deleted;
 }
 
+std::pair<std::vector<ImageRecord>, int64_t> ImageStore::prune_images(
+    const std::function<bool(const ImageRecord&)>& select) {
+  std::vector<ImageRecord> deleted;
+  for (bool more = true; more;) {
+    more = false;
+    for (const auto& img : list()) {
+      if (!image_users(img.id).empty() || !children(img.id).empty() || !select(img)) continue;
+      delete_image_row(img.id);
+      deleted.push_back(img);
+      more = true;
+    }
+  }
+  int64_t reclaimed = collect_garbage();
+  return {deleted, reclaimed};
+}
+
+int64_t ImageStore::clear_build_cache() {
+  sql::Stmt(*db_, "DELETE FROM build_cache").run();
+  return static_cast<int64_t>(db_->changes());
+}
+
 std::vector<std::string> ImageStore::children(std::string_view id) const {
   sql::Stmt q(*db_, "SELECT id FROM images WHERE parent=? ORDER BY id");
   q.bind(1, id);

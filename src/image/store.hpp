@@ -124,6 +124,13 @@ class ImageStore {
   // and no user (docker's removal of a build's intermediate images; prune_parents=false: rmi
   // --no-prune). Returns the IDs deleted, id first.
   std::vector<std::string> delete_image_and_parents(std::string_view id, bool prune_parents = true);
+  // image prune: deletes every image that select() picks and nothing uses (no container, no
+  // child image), again and again until none is left (a build's chain goes once its last image
+  // has), then collects what they alone held. Returns the deleted images (with the names they
+  // had) and the bytes reclaimed.
+  std::pair<std::vector<ImageRecord>, int64_t> prune_images(const std::function<bool(const ImageRecord&)>& select);
+  // Forgets the build cache (its images stay, as images); returns how many entries went.
+  int64_t clear_build_cache();
   // Images whose parent is id.
   std::vector<std::string> children(std::string_view id) const;
   // The build cache: the image that the step with this key made from parent (an image ID).

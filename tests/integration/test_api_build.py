@@ -164,3 +164,21 @@ def test_hostile_build_contexts_stay_inside(api, tmp_path):
     assert out.stdout.splitlines()[0] == str(secret)
     assert "host secret" not in out.stdout
     assert not (tmp_path / "escaped").exists() and not os.path.exists("/abs-escaped")
+
+
+def test_image_prune_removes_a_failed_builds_chain_and_builder_prune_drops_the_cache(api, tmp_path):
+    before = set(api.docker_ok("images", "-a", "-q", "--no-trunc").split())
+    ctx = context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo one > /one\nENV A=1\nRUN exit 2\n"})
+    assert legacy(api, "build", str(ctx)).returncode == 2
+    left = set(api.docker_ok("images", "-a", "-q", "--no-trunc").split()) - before
+    assert len(left) == 2, left  # RUN echo, ENV: the failed step made nothing
+    out = api.docker_ok("image", "prune", "-f")
+    assert out.count("deleted: sha256:") == 2, out
+    assert set(api.docker_ok("images", "-a", "-q", "--no-trunc").split()) == before
+    # The cache goes with `builder prune`: the next build runs its steps again.
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo two > /two\n")
+    assert legacy(api, "build", "-t", "pruned", str(ctx)).returncode == 0
+    r = api.docker("builder", "prune", "-f")
+    assert r.returncode == 0, r.stderr
+    again = legacy(api, "build", "-t", "pruned", str(ctx))
+    assert "Running in" in again.stdout and "Using cache" not in again.stdout, again.stdout
