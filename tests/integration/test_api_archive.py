@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import time
 import socket
 import stat
 import tarfile
@@ -399,7 +400,15 @@ def test_clients_leaving_mid_stream_leave_nothing_behind(api):
     api.docker_ok("run", "-d", "--name", "big", "busybox", "sh", "-c",
                   "dd if=/dev/zero of=/big bs=1M count=32 2>/dev/null && touch /ready && sleep 1000")
     poll(lambda: api.docker("exec", "big", "test", "-e", "/ready").returncode == 0, "/big")
-    before = api.fd_count()
+    # The baseline is taken once the server is idle: the exec's connection and threads may still be
+    # winding down just after the CLI returned (slow under ASan).
+    def idle_count():
+        if len(os.listdir(f"/proc/{api.pid}/task")) != 1:
+            return None
+        n = api.fd_count()
+        time.sleep(0.2)
+        return n if n == api.fd_count() and len(os.listdir(f"/proc/{api.pid}/task")) == 1 else None
+    before = poll(idle_count, "the server to be idle")
     for path in ("/containers/big/archive?path=/big", "/containers/big/export", "/images/busybox/get"):
         for _ in range(3):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
