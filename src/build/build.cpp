@@ -321,20 +321,11 @@ class TarOut {
   struct archive* a_;
 };
 
-// Whether a regular file is an archive that ADD extracts: a tar, plain or compressed.
+// Whether a regular file is an archive that ADD extracts (is_archive of its first bytes).
 bool looks_like_archive(int fd) {
-  unsigned char head[512] = {};
+  char head[512];
   ssize_t n = ::pread(fd, head, sizeof head, 0);
-  if (n < 6) return false;
-  if (head[0] == 0x1f && head[1] == 0x8b) return true;                  // gzip
-  if (head[0] == 'B' && head[1] == 'Z' && head[2] == 'h') return true;  // bzip2
-  if (std::memcmp(head,
-                  "\xfd"
-                  "7zXZ",
-                  5) == 0)
-    return true;                                                                              // xz
-  if (head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd) return true;  // zstd
-  return n >= 262 && std::memcmp(head + 257, "ustar", 5) == 0;                                // tar
+  return n > 0 && is_archive(std::string_view(head, static_cast<size_t>(n)));
 }
 
 // ---- filesystem steps in a private mount namespace -------------------------------------------
@@ -1282,6 +1273,19 @@ class Builder {
 };
 
 }  // namespace
+
+bool is_archive(std::string_view head) {
+  auto u = [&](size_t i) { return i < head.size() ? static_cast<unsigned char>(head[i]) : 0; };
+  if (head.size() < 6) return false;
+  if (u(0) == 0x1f && u(1) == 0x8b) return true;  // gzip
+  if (head.substr(0, 3) == "BZh") return true;    // bzip2
+  if (head.substr(0, 5) == std::string_view("\xfd"
+                                            "7zXZ",
+                                            5))
+    return true;                                                                  // xz
+  if (u(0) == 0x28 && u(1) == 0xb5 && u(2) == 0x2f && u(3) == 0xfd) return true;  // zstd
+  return head.size() >= 262 && head.substr(257, 5) == "ustar";                    // tar
+}
 
 // ---- scratch directories ------------------------------------------------------------------
 

@@ -81,6 +81,10 @@ class ScratchDir {
   int steps_ = 0;
 };
 
+// Whether bytes that start a file or stream are an archive: a tar, plain or gzip/bzip2/xz/zstd
+// compressed (a context on stdin, a file ADD extracts).
+bool is_archive(std::string_view head);
+
 // Extracts a build context tar (plain or compressed) from fd into dir (existing, empty), refusing
 // absolute paths, ".." and links that point out. Returns the number of bytes of file content.
 int64_t extract_context(int fd, const std::string& dir);

@@ -21,18 +21,6 @@ namespace berth::cli {
 
 namespace {
 
-bool is_archive_head(const std::string& head) {
-  auto u = [&](size_t i) { return i < head.size() ? static_cast<unsigned char>(head[i]) : 0; };
-  if (u(0) == 0x1f && u(1) == 0x8b) return true;
-  if (head.compare(0, 3, "BZh") == 0) return true;
-  if (head.compare(0, 5,
-                   "\xfd"
-                   "7zXZ") == 0)
-    return true;
-  if (u(0) == 0x28 && u(1) == 0xb5 && u(2) == 0x2f && u(3) == 0xfd) return true;
-  return head.size() >= 262 && head.compare(257, 5, "ustar") == 0;
-}
-
 std::string read_all(int fd) {
   std::string out;
   char buf[65536];
@@ -135,7 +123,7 @@ int cmd_build(Context& ctx, const Invocation& inv) {
       got += static_cast<size_t>(n);
     }
     head.resize(got);
-    if (is_archive_head(head)) {
+    if (build::is_archive(head)) {
       // Put the bytes already read back in front of the rest through a pipe-less temp file.
       std::string tar_path = make_temp() + ".tar";
       {
